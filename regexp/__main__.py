@@ -1,0 +1,3 @@
+from regexp.cli import main
+
+main()

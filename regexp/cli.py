@@ -1,0 +1,90 @@
+"""The command line: parses options and calls the library. Nothing here imports TensorFlow."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from regexp.errors import RegexpError
+
+app = typer.Typer(
+    help="Experiments on L1, L2 and elastic-net regularization of a CNN on EMNIST.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ResultsOption = Annotated[
+    Path, typer.Option("--results", "-r", help="Results root: each run writes a folder under it.")
+]
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="SECTION.FIELD=VALUE",
+        help="Override a config field, e.g. --set data.limit=600 (repeatable; values are YAML).",
+    ),
+]
+EpochsOption = Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, help="Override training.epochs.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Run again even where a completed run exists.")]
+ThreadsOption = Annotated[
+    Optional[int], typer.Option("--threads", min=1, help="TensorFlow threads per run (default: all cores).")
+]
+
+
+@app.callback()
+def _group() -> None:
+    """Experiments on L1, L2 and elastic-net regularization of a CNN on EMNIST.
+
+    Start with the offline demo: regexp run configs/demo_digits.yaml
+    """
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turn a RegexpError into one line on stderr and exit code 2: no traceback."""
+    try:
+        yield
+    except RegexpError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _overrides(epochs: int | None, settings: list[str] | None) -> list[str]:
+    return [*(settings or []), *([f"training.epochs={epochs}"] if epochs else [])]
+
+
+def _keras_verbosity() -> int:
+    return 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line per epoch in logs
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="A YAML config file, e.g. configs/l2_activity.yaml.")],
+    results: ResultsOption = Path("results"),
+    epochs: EpochsOption = None,
+    set_: SetOption = None,
+    force: ForceOption = False,
+    threads: ThreadsOption = None,
+) -> None:
+    """Run one experiment: train, evaluate, and write its results folder."""
+    from regexp.config import load_runs
+    from regexp.runner import COMPLETED, SKIPPED, run_experiment
+
+    with user_errors():
+        specs = load_runs(config, _overrides(epochs, set_))
+        if len(specs) > 1:
+            raise RegexpError(f"{config}: sweep: this config asks for {len(specs)} runs; use `regexp sweep {config}`")
+        outcome = run_experiment(specs[0], results, force=force, verbose=_keras_verbosity(), threads=threads)
+    if outcome.status not in (COMPLETED, SKIPPED):
+        raise typer.Exit(1)
+    typer.echo(f"Results: {outcome.folder}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,81 @@
+"""Data: every dataset arrives as uint8 images (N, 28, 28) and int64 labels in [0, classes).
+
+`load_dataset` is the one entry point; each source lives in its own module and is
+imported only when chosen, since some of them import TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from regexp.config import DataConfig
+from regexp.errors import DataError
+
+IMAGE_SHAPE = (28, 28)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train and test arrays of one dataset, with its class count and a human description."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    description: str
+
+
+def _read_source(data: DataConfig, num_classes: int | None) -> tuple[tuple[np.ndarray, ...], int, str]:
+    if data.dataset == "synthetic":
+        from regexp.data import synthetic
+
+        classes = num_classes or synthetic.DEFAULT_CLASSES
+        arrays = synthetic.make(classes, train_size=data.limit, test_size=data.test_limit)
+        return arrays, classes, f"synthetic ({classes} classes)"
+    if data.dataset == "digits":
+        from regexp.data import digits
+
+        return digits.load(), digits.NUM_CLASSES, "scikit-learn digits, 8x8 brought to 28x28"
+    if data.dataset == "emnist":
+        from regexp.config import EMNIST_CLASSES
+        from regexp.data import emnist
+
+        arrays, origin = emnist.load(data.split, data.path)
+        return arrays, EMNIST_CLASSES[data.split], f"EMNIST {data.split} ({origin})"
+    if data.dataset == "idx":
+        from regexp.data import idx
+
+        arrays = idx.load_folder(data.path)
+        classes = num_classes or int(max(arrays[1].max(), arrays[3].max())) + 1
+        return arrays, classes, f"IDX files in {data.path}"
+    raise DataError(f"data.dataset: unknown dataset {data.dataset!r}")
+
+
+def check_arrays(x_train, y_train, x_test, y_test, num_classes: int, source: str) -> None:
+    """Refuse arrays of the wrong shape or dtype, or labels outside [0, num_classes)."""
+    for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
+            raise DataError(f"{source}: {name} images are {x.dtype} {x.shape}; expected uint8 (N, 28, 28)")
+        if y.shape != (len(x),):
+            raise DataError(f"{source}: {len(y)} {name} labels for {len(x)} images")
+        if len(y) and (y.min() < 0 or y.max() >= num_classes):
+            raise DataError(
+                f"{source}: {name} labels span {int(y.min())}..{int(y.max())}; expected 0..{num_classes - 1} "
+                f"for {num_classes} classes (set model.num_classes, or check the files)"
+            )
+
+
+def load_dataset(data: DataConfig, num_classes: int | None = None) -> Dataset:
+    """Load the configured dataset, apply `limit`/`test_limit`, and check it against `num_classes`."""
+    (x_train, y_train, x_test, y_test), classes, description = _read_source(data, num_classes)
+    if num_classes is not None and num_classes != classes:
+        raise DataError(
+            f"model.num_classes: {num_classes} disagrees with the data: {description} has {classes} classes"
+        )
+    x_train, y_train = x_train[: data.limit], y_train[: data.limit].astype(np.int64)
+    x_test, y_test = x_test[: data.test_limit], y_test[: data.test_limit].astype(np.int64)
+    check_arrays(x_train, y_train, x_test, y_test, classes, description)
+    return Dataset(x_train, y_train, x_test, y_test, classes, description)

@@ -1,0 +1,254 @@
+"""One run, end to end: data -> model -> training -> evaluation -> results on disk -> curves.
+
+`run_experiment` is what `regexp run` calls once and `regexp sweep` calls per grid point.
+A run trains in its staging folder, resumes there from its last finished epoch if it was
+interrupted, and is promoted into `<root>/<name>/` when it ends; metrics.json is the last
+file written and the only mark of a completed run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import statistics
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from regexp import results
+from regexp.config import RunSpec, config_hash, group_hash, to_yaml
+from regexp.data import Dataset, load_dataset
+from regexp.errors import ResultsError
+
+COMPLETED, DIVERGED, FAILED, SKIPPED = "completed", "diverged", "failed", "skipped"
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended, and its metrics if it wrote any."""
+
+    name: str
+    status: str
+    folder: Path
+    metrics: dict | None = None
+    message: str = ""
+
+
+def existing_completed(spec: RunSpec, root: Path, force: bool) -> bool:
+    """True if `spec` is already completed under `root` with the same config (so: skip it).
+
+    A completed run of a different config under the same name is never replaced without
+    `force`: that raises ResultsError.
+    """
+    done = results.completed_hash(results.run_dir(root, spec.name))
+    if done is None or force:
+        return False
+    if done == config_hash(spec.config):
+        return True
+    raise ResultsError(
+        f"{root / spec.name}: holds a completed run of a different config ({spec.source}); "
+        "pass --force to replace it, or choose another --results folder"
+    )
+
+
+_DATA_MEMO: dict[str, Dataset] = {}
+
+
+def load_run_data(spec: RunSpec) -> Dataset:
+    """The run's dataset, loaded once per process for all runs that share a data config."""
+    key = spec.config.data.model_dump_json() + str(spec.config.model.num_classes)
+    if key not in _DATA_MEMO:
+        _DATA_MEMO.clear()  # hold one dataset at a time: EMNIST byclass is ~700 MB
+        _DATA_MEMO[key] = load_dataset(spec.config.data, spec.config.model.num_classes)
+    return _DATA_MEMO[key]
+
+
+def _prepare_staging(staging: Path, config_text: str) -> bool:
+    """Make the staging folder; keep what is there (True: resume) only if it is this config's."""
+    previous = staging / results.CONFIG
+    if previous.exists() and previous.read_text() == config_text and (staging / results.CHECKPOINT).exists():
+        return True
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    results.write_text_atomic(previous, config_text)
+    return False
+
+
+def _median_rate(samples: int, seconds: list[float]) -> float | None:
+    steady = seconds[1:] or seconds  # the first epoch includes tracing and graph building
+    return samples / statistics.median(steady) if steady else None
+
+
+def run_experiment(
+    spec: RunSpec,
+    root: Path,
+    *,
+    force: bool = False,
+    verbose: int | str = "auto",
+    threads: int | None = None,
+    log=print,
+) -> RunOutcome:
+    """Run one experiment into `root`; user errors raise RegexpError before anything is written."""
+    final = results.run_dir(root, spec.name)
+    if existing_completed(spec, root, force):
+        log(f"{spec.name}: already completed with this config in {final} (--force to run it again)")
+        return RunOutcome(spec.name, SKIPPED, final, results.read_metrics(final))
+    data = load_run_data(spec)
+    results.ensure_writable_root(root)
+    staging = results.staging_dir(root, spec.name)
+    config = spec.config
+    try:
+        resumed = _prepare_staging(staging, to_yaml(config))
+    except OSError as exc:
+        raise ResultsError(f"{staging}: cannot write ({exc.strerror or exc})") from None
+    started = time.perf_counter()
+    try:
+        metrics = _train_and_record(spec, data, staging, resumed, verbose, threads, log)
+    except KeyboardInterrupt:
+        raise
+    except OSError as exc:
+        message = f"could not write results in {staging}: {exc.strerror or exc}"
+        log(f"{spec.name}: failed: {message}")
+        return RunOutcome(spec.name, FAILED, final, None, message)
+    except Exception as exc:  # a run that crashes is recorded as failed; a sweep goes on
+        message = f"{type(exc).__name__}: {exc}"
+        log(f"{spec.name}: failed: {message}")
+        metrics = _failure_metrics(spec, message, traceback.format_exc(), time.perf_counter() - started)
+        if results.completed_hash(final) is not None:
+            return RunOutcome(spec.name, FAILED, final, metrics, message)  # keep the completed run
+        try:
+            results.write_json_atomic(staging / results.METRICS, metrics)
+            results.promote(staging, final)
+        except OSError:
+            pass
+        return RunOutcome(spec.name, FAILED, final, metrics, message)
+    try:
+        results.promote(staging, final)
+    except OSError as exc:
+        message = f"could not move {staging} into {final}: {exc.strerror or exc}"
+        log(f"{spec.name}: failed: {message}")
+        return RunOutcome(spec.name, FAILED, final, None, message)
+    if metrics["status"] == COMPLETED:
+        log(f"Test loss: {metrics['test_loss']:.4f} / Test accuracy: {metrics['test_accuracy']:.4f}")
+    else:
+        log(f"{spec.name}: diverged (non-finite loss) in epoch {metrics['diverged_epoch']}")
+    return RunOutcome(spec.name, metrics["status"], final, metrics)
+
+
+def _base_metrics(spec: RunSpec) -> dict:
+    config = spec.config
+    return {
+        "run": spec.name,
+        "group": spec.group,
+        "config_hash": config_hash(config),
+        "group_hash": group_hash(config),
+        "seed": config.training.seed,
+        "regularizer": [entry.model_dump(by_alias=True, mode="json") for entry in config.penalties],
+    }
+
+
+def _failure_metrics(spec: RunSpec, message: str, trace: str, seconds: float) -> dict:
+    return {
+        **_base_metrics(spec),
+        "status": FAILED,
+        "error": message,
+        "traceback": trace,
+        "wall_time_s": round(seconds, 3),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _train_and_record(spec, data, staging, resumed, verbose, threads, log) -> dict:
+    # TensorFlow is imported here, not at module level: the CLI must start without it.
+    from regexp import model as model_lib
+    from regexp import plots
+    from regexp import train
+
+    config = spec.config
+    started = time.perf_counter()
+    thread_counts = train.configure_threads(threads, 1 if threads else None)
+    train.enable_gpu_memory_growth()
+    precision, precision_reason = train.choose_precision(config.training.precision)
+    train.enable_determinism(config.training.seed)
+    splits = train.make_splits(data, config.training.batch_size, config.training.validation_split, config.training.seed)
+    model = model_lib.build_model(config, data.num_classes, precision)
+    model_lib.compile_model(model, config.training.learning_rate)
+    results.write_text_atomic(staging / "model.txt", model_lib.model_summary(model, config))
+
+    history_path = staging / results.HISTORY
+    rows = results.read_history(history_path) if resumed and history_path.exists() else []
+
+    def record_epoch(epoch: int, logs: dict) -> None:
+        rows[:] = [row for row in rows if row["epoch"] < epoch] + [{"epoch": epoch, **logs}]
+        results.write_text_atomic(history_path, results.history_csv(rows))
+
+    log(
+        f"{spec.name}: {data.description}; {splits.train_size} train / {splits.validation_size} validation / "
+        f"{splits.test_size} test; {precision} ({precision_reason})"
+        + ("; resuming from its checkpoint" if resumed else "")
+    )
+    fitted = train.fit(
+        model,
+        splits,
+        config.training.epochs,
+        checkpoint_dir=str(staging / results.CHECKPOINT),
+        record_epoch=record_epoch,
+        verbose=verbose,
+    )
+    status = DIVERGED if fitted.diverged_epoch else COMPLETED
+    test_loss = test_accuracy = None
+    if status == COMPLETED:
+        test_loss, test_accuracy = train.evaluate(model, splits)
+    shutil.rmtree(staging / results.CHECKPOINT, ignore_errors=True)
+    plots.plot_run(staging, rows, spec.name)
+    best = max(rows, key=lambda row: row.get("val_accuracy", float("-inf")), default=None)
+    metrics = {
+        **_base_metrics(spec),
+        "status": status,
+        "test_loss": test_loss,
+        "test_accuracy": test_accuracy,
+        "epochs_run": fitted.epochs_run,
+        "epochs_planned": config.training.epochs,
+        "diverged_epoch": fitted.diverged_epoch,
+        "resumed_from_epoch": fitted.initial_epoch or None,
+        "best_val_accuracy": best.get("val_accuracy") if best else None,
+        "best_epoch": best["epoch"] if best else None,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "train_samples_per_s": _median_rate(splits.train_size, fitted.train_seconds),
+        "param_count": int(model.count_params()),
+        "sparsity": model_lib.weight_sparsity(model),
+        "penalties": model_lib.penalty_summary(config),
+        "activity_penalty": model_lib.activity_semantics(),
+        "data": {
+            "description": data.description,
+            "num_classes": data.num_classes,
+            "train": splits.train_size,
+            "validation": splits.validation_size,
+            "test": splits.test_size,
+        },
+        "training_path": {
+            "input": "tf.data (uint8 in memory, autotune off, repeating train stream)",
+            "precision": precision,
+            "precision_reason": precision_reason,
+            "threads": thread_counts,
+            "xla": False,
+        },
+        "versions": train.versions(),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    metrics = _finite(metrics)
+    results.write_json_atomic(staging / results.METRICS, metrics)
+    return metrics
+
+
+def _finite(value):
+    """NaN and infinity become null: metrics.json stays strict JSON."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,258 @@
+"""Train and evaluate: the input pipeline, the precision and thread settings, the fit loop.
+
+The fast path, measured on a 2-core CPU (see benchmarks/ and the README's Performance
+section): our own tf.data pipeline over uint8 arrays with tf.data's autotuning off and a
+repeating training stream (no per-epoch iterator teardown stalls), integer labels with a
+sparse cross-entropy (the same loss as one-hot categorical cross-entropy), and bfloat16
+compute where the hardware has it natively. XLA is never turned on: it is ~8x slower on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import keras  # noqa: E402
+
+from regexp.data import Dataset  # noqa: E402
+
+PREFETCH_BATCHES = 2
+
+
+# --------------------------------------------------------------------------- runtime settings
+
+
+def configure_threads(intra_op: int | None, inter_op: int | None = None) -> dict:
+    """Set TensorFlow's thread pools; only possible before TensorFlow runs its first op."""
+    try:
+        if intra_op:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        if inter_op:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError:
+        pass  # already initialised in this process (e.g. a second run in one sweep): keep what is set
+    return {
+        "intra_op": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
+        "inter_op": tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count(),
+    }
+
+
+def enable_gpu_memory_growth() -> None:
+    """Let several runs share a GPU: allocate its memory as needed, not all at start."""
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # the GPU is already initialised in this process
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bfloat16() -> tuple[bool, str]:
+    """Whether this machine computes bfloat16 natively, and on what."""
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
+        if capability >= (8, 0):
+            return True, f"GPU (compute capability {capability[0]}.{capability[1]})"
+        return False, f"GPU (compute capability {capability[0]}.{capability[1]}, no native bfloat16)"
+    flags = _cpu_flags()
+    for flag in ("amx_bf16", "avx512_bf16"):
+        if flag in flags:
+            return True, f"CPU ({flag})"
+    return False, "CPU (no amx_bf16 or avx512_bf16)"
+
+
+def choose_precision(requested: str) -> tuple[str, str]:
+    """Resolve `training.precision` to a Keras dtype policy name, with the reason."""
+    native, device = native_bfloat16()
+    if requested == "auto":
+        return ("mixed_bfloat16" if native else "float32"), f"auto: {device}"
+    return requested, f"set in config; {device}"
+
+
+def enable_determinism(seed: int) -> None:
+    """Same config, same seed, same machine: same numbers."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+# --------------------------------------------------------------------------- input pipeline
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The three input streams of a run and the sizes behind them."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    train_size: int
+    validation_size: int
+    test_size: int
+    steps_per_epoch: int
+
+
+def _to_model_input(images, labels):
+    images = tf.cast(images, tf.float32) * (1.0 / 255.0)
+    return tf.expand_dims(images, -1), labels
+
+
+def _options() -> tf.data.Options:
+    options = tf.data.Options()
+    options.autotune.enabled = False  # its thread's teardown stalls a third of epochs by 2-7 s
+    options.deterministic = True
+    return options
+
+
+def _batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).map(_to_model_input)
+
+
+def make_splits(data: Dataset, batch_size: int, validation_split: float, seed: int) -> Splits:
+    """Hold out the last `validation_split` of the training data (as Keras's validation_split
+    does), and build the shuffled, repeating training stream and the two evaluation streams."""
+    n = len(data.x_train)
+    split_at = int(math.ceil(n * (1.0 - validation_split)))
+    if split_at == 0 or split_at == n:
+        raise ValueError(f"validation_split {validation_split} leaves no training or no validation data of {n}")
+    x_train, y_train = data.x_train[:split_at], data.y_train[:split_at]
+    x_val, y_val = data.x_train[split_at:], data.y_train[split_at:]
+    train = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(split_at, seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .map(_to_model_input)
+        .repeat()
+        .prefetch(PREFETCH_BATCHES)
+        .with_options(_options())
+    )
+    validation = _batches(x_val, y_val, batch_size).prefetch(PREFETCH_BATCHES).with_options(_options())
+    test = _batches(data.x_test, data.y_test, batch_size).prefetch(PREFETCH_BATCHES).with_options(_options())
+    return Splits(train, validation, test, split_at, n - split_at, len(data.x_test), math.ceil(split_at / batch_size))
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop at the first batch whose loss is NaN or infinite, remembering the epoch (1-based)."""
+
+    def __init__(self):
+        super().__init__()
+        self.diverged_epoch: int | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged_epoch = self._epoch + 1
+            self.model.stop_training = True
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Seconds spent training (validation excluded) in each epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.train_seconds: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        if self._start:
+            self.train_seconds.append(time.perf_counter() - self._start)
+            self._start = 0.0
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Hands each finished epoch's logs (with its 1-based number) to `record`."""
+
+    def __init__(self, record: Callable[[int, dict], None]):
+        super().__init__()
+        self.record = record
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.record(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+
+# --------------------------------------------------------------------------- fit and evaluate
+
+
+@dataclass
+class FitResult:
+    """What training produced besides the weights."""
+
+    initial_epoch: int
+    epochs_run: int
+    diverged_epoch: int | None
+    train_seconds: list[float] = field(default_factory=list)
+
+
+def fit(
+    model: keras.Model,
+    splits: Splits,
+    epochs: int,
+    *,
+    checkpoint_dir: str,
+    record_epoch: Callable[[int, dict], None],
+    verbose: int | str = "auto",
+) -> FitResult:
+    """Train to `epochs`, resuming from the checkpoint in `checkpoint_dir` if one is there.
+
+    The checkpoint (weights, optimizer state and epoch) is written after every epoch and
+    removed by Keras when training ends normally.
+    """
+    guard, timer = StopOnNonFiniteLoss(), EpochTimer()
+    backup = keras.callbacks.BackupAndRestore(checkpoint_dir, save_freq="epoch", delete_checkpoint=True)
+    history = model.fit(
+        splits.train,
+        epochs=epochs,
+        steps_per_epoch=splits.steps_per_epoch,
+        validation_data=splits.validation,
+        shuffle=False,  # the training stream shuffles itself, reproducibly from the seed
+        # The history row is written before the checkpoint: a kill between the two makes the
+        # resumed run redo that epoch and overwrite its row, never leave a gap.
+        callbacks=[guard, timer, EpochRecorder(record_epoch), backup],
+        verbose=verbose,
+    )
+    initial_epoch = getattr(model, "_initial_epoch", 0) or 0
+    epochs_run = initial_epoch + len(history.epoch)
+    return FitResult(initial_epoch, epochs_run, guard.diverged_epoch, timer.train_seconds)
+
+
+def evaluate(model: keras.Model, splits: Splits) -> tuple[float, float]:
+    """Test loss (penalties included, as Keras reports it) and test accuracy."""
+    results = model.evaluate(splits.test, verbose=0, return_dict=True)
+    return float(results["loss"]), float(results["accuracy"])
+
+
+def versions() -> dict:
+    import platform
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+    }

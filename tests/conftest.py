@@ -1,0 +1,58 @@
+"""Shared test fixtures: tiny configs, an isolated cache, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+REFERENCE_CONFIGS = [
+    "none", "l1_kernel_bias", "l1_activity", "l2_kernel_bias",
+    "l2_activity", "l2_activity_extended", "elasticnet_kernel_bias", "elasticnet_activity",
+]
+# Tiny synthetic data: a few hundred samples, one epoch, small batches.
+TINY = {"data": {"dataset": "synthetic", "limit": 300, "test_limit": 100}, "training": {"epochs": 1, "batch_size": 50}}
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's real cache."""
+    monkeypatch.setenv("REGEXP_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def write_config(folder: Path, name: str, data: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def cli():
+    """Invoke the regexp CLI in-process; returns typer's Result."""
+    from typer.testing import CliRunner
+
+    from regexp.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke

@@ -1,0 +1,92 @@
+"""The model builder: the reference architecture and where each penalty sits."""
+
+import numpy as np
+import pytest
+
+from conftest import CONFIGS, REFERENCE_CONFIGS
+from regexp.config import load_config, validate
+
+keras = pytest.importorskip("keras")
+from regexp import model as model_lib  # noqa: E402
+
+REFERENCE_LAYERS = [
+    ("conv1", "Conv2D", (None, 26, 26, 32)),
+    ("pool1", "MaxPooling2D", (None, 13, 13, 32)),
+    ("drop1", "Dropout", (None, 13, 13, 32)),
+    ("conv2", "Conv2D", (None, 11, 11, 64)),
+    ("pool2", "MaxPooling2D", (None, 5, 5, 64)),
+    ("drop2", "Dropout", (None, 5, 5, 64)),
+    ("flatten", "Flatten", (None, 1600)),
+    ("dense1", "Dense", (None, 256)),
+    ("dense2", "Dense", (None, 47)),
+]
+# What each reference config puts on every Conv2D and Dense layer: target -> (class, strengths).
+EXPECTED_PENALTIES = {
+    "none": {},
+    "l1_kernel_bias": {"kernel": ("L1", {"l1": 0.01}), "bias": ("L1", {"l1": 0.01})},
+    "l1_activity": {"activity": ("L1", {"l1": 0.01})},
+    "l2_kernel_bias": {"kernel": ("L2", {"l2": 0.01}), "bias": ("L2", {"l2": 0.01})},
+    "l2_activity": {"activity": ("L2", {"l2": 0.01})},
+    "l2_activity_extended": {"activity": ("L2", {"l2": 0.10})},
+    "elasticnet_kernel_bias": {"kernel": ("L1L2", {"l1": 0.01, "l2": 0.01}), "bias": ("L1L2", {"l1": 0.01, "l2": 0.01})},
+    "elasticnet_activity": {"activity": ("L1L2", {"l1": 0.01, "l2": 0.01})},
+}
+
+
+def carried_penalties(layer) -> dict:
+    found = {}
+    for target in ("kernel", "bias", "activity"):
+        reg = getattr(layer, f"{target}_regularizer", None)
+        if reg is None:
+            continue
+        if isinstance(reg, model_lib.ActivityPenalty):
+            reg = reg.penalty
+        config = {k: pytest.approx(v) for k, v in reg.get_config().items()}
+        found[target] = (type(reg).__name__, config)
+    return found
+
+
+def test_architecture_matches_the_reference():
+    model = model_lib.build_model(load_config(CONFIGS / "none.yaml"), 47)
+    assert [(l.name, type(l).__name__, tuple(l.output.shape)) for l in model.layers[1:]] == REFERENCE_LAYERS
+    assert model.count_params() == 440_751
+    assert model.get_layer("drop1").rate == 0.25
+
+
+@pytest.mark.parametrize("name", REFERENCE_CONFIGS)
+def test_each_reference_config_puts_its_penalty_on_every_conv_and_dense_layer(name):
+    model = model_lib.build_model(load_config(CONFIGS / f"{name}.yaml"), 47)
+    for layer in model.layers[1:]:
+        expected = EXPECTED_PENALTIES[name] if layer.name in ("conv1", "conv2", "dense1", "dense2") else {}
+        assert carried_penalties(layer) == expected, layer.name
+
+
+def test_mixed_precision_keeps_the_output_layer_in_float32():
+    model = model_lib.build_model(load_config(CONFIGS / "l2_activity.yaml"), 47, "mixed_bfloat16")
+    assert model.get_layer("conv1").compute_dtype == "bfloat16"
+    assert model.get_layer("dense2").compute_dtype == "float32"
+    assert model(np.zeros((2, 28, 28, 1), "float32")).dtype == "float32"
+
+
+def test_installed_keras_averages_activity_penalty_over_the_batch():
+    """Keras >= 3.14 divides by the batch size itself; regexp must then not divide again."""
+    assert model_lib.keras_averages_activity_penalty() is True
+    layer = keras.layers.Dense(3, kernel_initializer="ones", use_bias=False,
+                               activity_regularizer=model_lib.ActivityPenalty(keras.regularizers.L2(0.01), False))
+    one = np.ones((1, 2), "float32")
+    layer(one)
+    single = float(layer.losses[0])
+    layer(np.repeat(one, 250, axis=0))
+    assert float(layer.losses[0]) == pytest.approx(single)  # batch 1 and batch 250: same penalty
+    assert single == pytest.approx(0.01 * 3 * 2.0**2)
+
+
+def test_weight_sparsity_counts_small_weights():
+    model = model_lib.build_model(validate({}, "x", "x"), 10)
+    for layer in ("conv1", "conv2", "dense1", "dense2"):
+        for w in model.get_layer(layer).weights:
+            w.assign(np.zeros(w.shape))
+    model.get_layer("dense2").kernel.assign(np.ones((256, 10)))
+    sparsity = model_lib.weight_sparsity(model)
+    assert sparsity["layers"]["dense2"] == pytest.approx(10 / (2560 + 10))
+    assert sparsity["layers"]["conv1"] == 1.0
