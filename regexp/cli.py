@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -84,6 +85,63 @@ def run(
     if outcome.status not in (COMPLETED, SKIPPED):
         raise typer.Exit(1)
     typer.echo(f"Results: {outcome.folder}")
+
+
+@app.command()
+def sweep(
+    folder: Annotated[Path, typer.Argument(help="A folder of YAML configs (or one config with a sweep: grid).")],
+    results: ResultsOption = Path("results"),
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Runs at once, each in its own process; cores are split between them.")
+    ] = 1,
+    epochs: EpochsOption = None,
+    set_: SetOption = None,
+    force: ForceOption = False,
+) -> None:
+    """Run every config in a folder (grids expanded), then write the summary and comparison figures."""
+    from regexp import results as results_lib
+    from regexp.plots import plot_results
+    from regexp.runner import COMPLETED, SKIPPED, RunOutcome
+    from regexp.sweep import SweepInterrupted, plan, run_sweep, status_table
+
+    with user_errors():
+        todo, done = plan(folder, _overrides(epochs, set_), results, force)
+        results_lib.ensure_writable_root(results)
+        typer.echo(f"{len(todo) + len(done)} runs: {len(done)} already completed, {len(todo)} to run -> {results}")
+        try:
+            outcomes = run_sweep(todo, results, jobs=jobs, force=force, verbose=_keras_verbosity())
+        except SweepInterrupted as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(130) from None
+        skipped = [RunOutcome(s.name, SKIPPED, results_lib.run_dir(results, s.name),
+                              results_lib.read_metrics(results_lib.run_dir(results, s.name))) for s in done]
+        everything = sorted(skipped + outcomes, key=lambda o: o.name)
+        typer.echo(status_table(everything))
+        plot_results(results)
+        typer.echo(f"Summary: {results / 'summary.md'}")
+    if any(o.status not in (COMPLETED, SKIPPED) for o in everything):
+        raise typer.Exit(1)
+
+
+class ImageFormat(str, enum.Enum):
+    png = "png"
+    svg = "svg"
+
+
+@app.command()
+def plot(
+    root: Annotated[Path, typer.Argument(help="A results root, or one run folder.")] = Path("results"),
+    format: Annotated[ImageFormat, typer.Option("--format", "-f", help="Image format of the figures.")] = ImageFormat.png,
+) -> None:
+    """Redraw curves, comparison figures and the summary from saved runs (no training, no TensorFlow)."""
+    from regexp.plots import plot_results
+    from regexp.results import find_runs
+
+    with user_errors():
+        if not find_runs(root):
+            raise RegexpError(f"{root}: no runs here (a run folder holds a metrics.json)")
+        written = plot_results(root, format.value)
+    typer.echo(f"wrote {len(written)} files under {root}")
 
 
 def main() -> None:

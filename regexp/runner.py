@@ -183,6 +183,9 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, log) -> di
     def record_epoch(epoch: int, logs: dict) -> None:
         rows[:] = [row for row in rows if row["epoch"] < epoch] + [{"epoch": epoch, **logs}]
         results.write_text_atomic(history_path, results.history_csv(rows))
+        if verbose == 0:  # no Keras progress (parallel sweeps): one line per epoch instead
+            shown = " ".join(f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs)
+            log(f"{spec.name}: epoch {epoch}/{config.training.epochs} {shown}")
 
     log(
         f"{spec.name}: {data.description}; {splits.train_size} train / {splits.validation_size} validation / "

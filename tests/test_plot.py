@@ -1,0 +1,70 @@
+"""`regexp plot`: figures and summary from saved runs, without TensorFlow."""
+
+import json
+import subprocess
+import sys
+
+from regexp.results import history_csv, write_json_atomic
+
+
+def fake_run(root, name, group, seed, accuracy, lam=None, epochs=3):
+    """A run folder as `regexp run` leaves it (only the files plot reads), with known numbers."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    rows = [{"epoch": e, "loss": 1.0 / e, "accuracy": accuracy * e / epochs, "val_loss": 1.1 / e,
+             "val_accuracy": accuracy * e / epochs - 0.01} for e in range(1, epochs + 1)]
+    (folder / "history.csv").write_text(history_csv(rows))
+    entry = {"type": "l2", "targets": ["kernel", "bias"], "lambda": lam, "l1": None, "l2": None, "layers": None}
+    write_json_atomic(folder / "metrics.json", {
+        "run": name, "group": group, "group_hash": group, "config_hash": name, "seed": seed, "status": "completed",
+        "test_accuracy": accuracy, "test_loss": 1.0 - accuracy, "best_val_accuracy": accuracy - 0.01,
+        "best_epoch": epochs, "sparsity": {"overall": lam or 0.0}, "regularizer": [entry] if lam else [],
+    })
+
+
+def make_results(root):
+    for lam in (0.001, 0.01, 0.1):
+        for seed in (0, 1):
+            fake_run(root, f"grid__lambda-{lam}__seed-{seed}", f"grid__lambda-{lam}", seed, 0.9 - lam - seed / 100, lam)
+    fake_run(root, "none", "none", 0, 0.85)
+
+
+def test_plot_writes_curves_comparisons_and_summary_without_tensorflow(tmp_path):
+    make_results(tmp_path)
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom regexp.cli import app\n"
+            f"result = CliRunner().invoke(app, ['plot', {str(tmp_path)!r}])\n"
+            "assert result.exit_code == 0, result.output\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    for run in ["none"] + [p.name for p in tmp_path.glob("grid__*")]:
+        for figure in ("loss.png", "accuracy.png"):
+            assert (tmp_path / run / figure).stat().st_size > 1000
+    for figure in ("validation_accuracy.png", "validation_loss.png", "test_accuracy.png", "lambda_grid.png",
+                   "summary.csv", "summary.md"):
+        assert (tmp_path / figure).stat().st_size > 200, figure
+    assert (tmp_path / "test_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_one_run_folder_redraws_only_its_curves(cli, tmp_path):
+    make_results(tmp_path)
+    result = cli("plot", tmp_path / "none", "--format", "svg")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "none" / "loss.svg").read_text().lstrip().startswith("<?xml")
+    assert not (tmp_path / "summary.csv").exists()
+
+
+def test_summary_combines_runs_copied_from_several_machines(cli, tmp_path):
+    fake_run(tmp_path / "a", "grid__lambda-0.01__seed-0", "grid__lambda-0.01", 0, 0.80, 0.01)
+    fake_run(tmp_path / "b", "grid__lambda-0.01__seed-1", "grid__lambda-0.01", 1, 0.90, 0.01)
+    combined = tmp_path / "combined"
+    combined.mkdir()
+    for machine in ("a", "b"):
+        for run in (tmp_path / machine).iterdir():
+            run.rename(combined / run.name)
+    assert cli("plot", combined).exit_code == 0
+    assert "| grid__lambda-0.01 | 2/2 | 0.8500 ± 0.0707 |" in (combined / "summary.md").read_text()
+
+
+def test_plot_of_an_empty_folder_says_so(cli, tmp_path):
+    result = cli("plot", tmp_path)
+    assert result.exit_code == 2 and "no runs here" in result.output
