@@ -37,6 +37,12 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
 
 
+def remove_temporary_files(folder: Path) -> None:
+    """Delete the temporary files a killed writer left in `folder`."""
+    for temp in folder.glob(".*.tmp"):
+        temp.unlink(missing_ok=True)
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file, fsync and rename: never half a file."""
     temp = _temp_name(path)

@@ -68,6 +68,7 @@ def _prepare_staging(staging: Path, config_text: str) -> bool:
     """Make the staging folder; keep what is there (True: resume) only if it is this config's."""
     previous = staging / results.CONFIG
     if previous.exists() and previous.read_text() == config_text and (staging / results.CHECKPOINT).exists():
+        results.remove_temporary_files(staging)  # left by a process killed in the middle of a write
         return True
     if staging.exists():
         shutil.rmtree(staging)

@@ -24,6 +24,10 @@ import keras  # noqa: E402
 from regexp.data import Dataset  # noqa: E402
 
 PREFETCH_BATCHES = 2
+INPUT_PIPELINE = "elements"  # "elements": shuffle samples; "indices": shuffle indices, gather batches
+TF_DATA_THREADS = 0  # 0: tf.data's default pool
+MAX_STEPS_PER_EXECUTION = 1  # batches per call into the graph (a divisor of the epoch's batches)
+DIVERGENCE_CHECK = "batch"  # "batch": sync each batch; "async": Keras's async callback dispatch
 
 
 # --------------------------------------------------------------------------- runtime settings
@@ -117,11 +121,52 @@ def _options() -> tf.data.Options:
     options = tf.data.Options()
     options.autotune.enabled = False  # its thread's teardown stalls a third of epochs by 2-7 s
     options.deterministic = True
+    if TF_DATA_THREADS:
+        options.threading.private_threadpool_size = TF_DATA_THREADS
     return options
 
 
 def _batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).map(_to_model_input)
+    if INPUT_PIPELINE == "elements":
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).map(_to_model_input)
+    images, labels = tf.constant(x), tf.constant(y)
+    n = len(x)
+
+    def cut(start):
+        end = tf.minimum(start + batch_size, n)
+        return _to_model_input(images[start:end], labels[start:end])
+
+    return tf.data.Dataset.range(0, n, batch_size).map(cut)
+
+
+def _shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
+    if INPUT_PIPELINE == "elements":
+        return (
+            tf.data.Dataset.from_tensor_slices((x, y))
+            .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size)
+            .map(_to_model_input)
+            .repeat()
+        )
+    # One permutation of the indices per epoch, drawn statelessly from (seed, epoch), cut into
+    # batches and gathered from the arrays: no per-sample work in tf.data.
+    images, labels = tf.constant(x), tf.constant(y)
+    n = len(x)
+    full, rest = divmod(n, batch_size)
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
+        )
+        batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[: full * batch_size], (full, batch_size)))
+        if rest:
+            batches = batches.concatenate(tf.data.Dataset.from_tensors(order[full * batch_size :]))
+        return batches
+
+    def gather(indices):
+        return _to_model_input(tf.gather(images, indices), tf.gather(labels, indices))
+
+    return tf.data.Dataset.counter().flat_map(epoch_batches).map(gather)
 
 
 def make_splits(data: Dataset, batch_size: int, validation_split: float, seed: int) -> Splits:
@@ -133,15 +178,7 @@ def make_splits(data: Dataset, batch_size: int, validation_split: float, seed: i
         raise ValueError(f"validation_split {validation_split} leaves no training or no validation data of {n}")
     x_train, y_train = data.x_train[:split_at], data.y_train[:split_at]
     x_val, y_val = data.x_train[split_at:], data.y_train[split_at:]
-    train = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(split_at, seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .map(_to_model_input)
-        .repeat()
-        .prefetch(PREFETCH_BATCHES)
-        .with_options(_options())
-    )
+    train = _shuffled_batches(x_train, y_train, batch_size, seed).prefetch(PREFETCH_BATCHES).with_options(_options())
     validation = _batches(x_val, y_val, batch_size).prefetch(PREFETCH_BATCHES).with_options(_options())
     test = _batches(data.x_test, data.y_test, batch_size).prefetch(PREFETCH_BATCHES).with_options(_options())
     return Splits(train, validation, test, split_at, n - split_at, len(data.x_test), math.ceil(split_at / batch_size))
@@ -199,6 +236,15 @@ class EpochRecorder(keras.callbacks.Callback):
 # --------------------------------------------------------------------------- fit and evaluate
 
 
+def steps_per_execution(steps_per_epoch: int, limit: int) -> int:
+    """The most batches per graph call, up to `limit`, that divide an epoch evenly.
+
+    Keras runs whole calls of that many batches, so a size that does not divide the epoch's
+    batch count would make every epoch of a repeating stream longer than one pass.
+    """
+    return max(d for d in range(1, max(1, min(limit, steps_per_epoch)) + 1) if steps_per_epoch % d == 0)
+
+
 @dataclass
 class FitResult:
     """What training produced besides the weights."""
@@ -224,7 +270,16 @@ def fit(
     removed by Keras when training ends normally.
     """
     guard, timer = StopOnNonFiniteLoss(), EpochTimer()
-    backup = keras.callbacks.BackupAndRestore(checkpoint_dir, save_freq="epoch", delete_checkpoint=True)
+    guard.async_safe = DIVERGENCE_CHECK == "async"
+    per_call = steps_per_execution(splits.steps_per_epoch, MAX_STEPS_PER_EXECUTION)
+    if model.steps_per_execution != per_call:
+        model.steps_per_execution = per_call
+        model.train_function = model.test_function = model.predict_function = None  # retrace
+    # double_checkpoint keeps the previous epoch's checkpoint: a kill in the middle of writing
+    # the latest one (Keras writes it in place) falls back to it instead of failing to resume.
+    backup = keras.callbacks.BackupAndRestore(
+        checkpoint_dir, save_freq="epoch", delete_checkpoint=True, double_checkpoint=True
+    )
     history = model.fit(
         splits.train,
         epochs=epochs,

@@ -1,0 +1,126 @@
+"""Nothing lost, nothing half-written: kill and resume, Ctrl-C, write failures, determinism."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, merge, write_config
+from regexp.results import read_history
+
+TINY5 = merge(TINY, {"model": {"num_classes": 5}})
+# Long enough that the test can act between its epochs: ~50 steps an epoch, 12 epochs.
+SLOW = merge(TINY5, {"data": {"limit": 3000, "test_limit": 100}, "training": {"epochs": 12, "batch_size": 50}})
+
+
+def sweep_process(folder: Path, root: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(root)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, "the sweep ended before the test could interrupt it"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def all_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_a_killed_sweep_resumes_where_it_stopped_and_loses_nothing(tmp_path):
+    folder, root, log = tmp_path / "configs", tmp_path / "results", tmp_path / "log.txt"
+    write_config(folder, "a_first", TINY5)
+    write_config(folder, "b_second", SLOW)
+    process = sweep_process(folder, root, log)
+    second_epoch_saved = root / ".inprogress" / "b_second" / "checkpoint" / "training_metadata.json"
+    wait_for(second_epoch_saved, process)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (root / "b_second").exists()  # a killed run is never taken for a finished one
+    first = (root / "a_first" / "metrics.json").read_text()
+
+    resumed = subprocess.run([sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(root)],
+                             capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "1 already completed, 1 to run" in resumed.stdout
+    assert "resuming from its checkpoint" in resumed.stdout
+    assert (root / "a_first" / "metrics.json").read_text() == first
+    metrics = json.loads((root / "b_second" / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs_run"] == 12
+    assert metrics["resumed_from_epoch"] >= 1
+    assert [row["epoch"] for row in read_history(root / "b_second" / "history.csv")] == list(range(1, 13))
+    leftovers = [f for f in all_files(root) if ".inprogress" in f or f.endswith(".tmp") or "checkpoint" in f]
+    assert leftovers == []
+
+
+def test_ctrl_c_stops_the_sweep_saying_what_finished_and_how_to_resume(tmp_path):
+    folder, root, log = tmp_path / "configs", tmp_path / "results", tmp_path / "log.txt"
+    write_config(folder, "a_first", TINY5)
+    write_config(folder, "b_second", SLOW)
+    process = sweep_process(folder, root, log)
+    wait_for(root / ".inprogress" / "b_second" / "checkpoint" / "training_metadata.json", process)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    output = log.read_text()
+    assert "interrupted: 1 of 2 runs finished" in output and "run the same command again" in output
+    assert "Traceback" not in output
+    assert (root / "a_first" / "metrics.json").exists() and not (root / "b_second").exists()
+    assert (root / ".inprogress" / "b_second" / "checkpoint").is_dir()  # kept for the resume
+
+
+def test_same_config_and_seed_give_the_same_numbers(cli, tmp_path):
+    config = write_config(tmp_path, "det", merge(TINY5, {"regularizer": {"type": "l2", "targets": ["activity"]},
+                                                         "training": {"epochs": 2, "batch_size": 50}}))
+    for root in ("one", "two"):
+        assert cli("run", config, "--results", tmp_path / root).exit_code == 0
+    a, b = (json.loads((tmp_path / r / "det" / "metrics.json").read_text()) for r in ("one", "two"))
+    assert (a["test_loss"], a["test_accuracy"], a["sparsity"]) == (b["test_loss"], b["test_accuracy"], b["sparsity"])
+    assert (tmp_path / "one/det/history.csv").read_text() == (tmp_path / "two/det/history.csv").read_text()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("failing_file", ["config.yaml", "history.csv", "metrics.json"])
+def test_a_failing_write_leaves_the_previous_results_byte_for_byte(cli, tmp_path, monkeypatch, failing_file):
+    config = write_config(tmp_path, "safe", TINY5)
+    root = tmp_path / "results"
+    assert cli("run", config, "--results", root).exit_code == 0
+    before = snapshot(root / "safe")
+
+    from regexp import results
+
+    real_write = results.write_bytes_atomic
+
+    def disk_full_for(path, data):
+        if Path(path).name == failing_file:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_write(path, data)
+
+    monkeypatch.setattr(results, "write_bytes_atomic", disk_full_for)
+    result = cli("run", config, "--results", root, "--force", "--set", "training.seed=3")
+    assert result.exit_code != 0
+    assert "No space left on device" in result.output and "Traceback" not in result.output
+    assert snapshot(root / "safe") == before
+
+
+def test_an_unwritable_results_root_is_reported_in_one_line(cli, tmp_path):
+    config = write_config(tmp_path, "x", TINY5)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    result = cli("run", config, "--results", blocker / "results")
+    assert result.exit_code == 2
+    assert result.output.strip().startswith(f"error: {blocker / 'results'}: results folder cannot be written")
+    assert len(result.output.strip().splitlines()) == 1
