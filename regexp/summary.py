@@ -17,7 +17,7 @@ from regexp.results import find_runs, read_metrics, write_text_atomic
 COLUMNS = [
     "config", "runs", "completed", "test_accuracy_mean", "test_accuracy_std", "test_loss_mean", "test_loss_std",
     "best_val_accuracy_mean", "best_val_accuracy_std", "best_epoch_median", "sparsity_mean", "failed", "diverged",
-    "regularizer",
+    "regularizer", "data",
 ]
 
 
@@ -81,6 +81,7 @@ def summarize(runs: list[dict]) -> list[dict]:
             "failed": sum(m.get("status") == "failed" for m in members),
             "diverged": sum(m.get("status") == "diverged" for m in members),
             "regularizer": describe_regularizer(members[0].get("regularizer") or []),
+            "data": (members[0].get("data") or {}).get("description", ""),
         })
     rows.sort(key=lambda r: (r["test_accuracy_mean"] is None, -(r["test_accuracy_mean"] or 0.0), r["config"]))
     return rows
@@ -103,8 +104,8 @@ def _pm(mean: float | None, std: float | None, digits: int = 4) -> str:
 
 def to_markdown(rows: list[dict]) -> str:
     lines = [
-        "| config | runs | test accuracy | test loss | best val accuracy (epoch) | near-zero weights | regularizer |",
-        "|---|---|---|---|---|---|---|",
+        "| config | runs | test accuracy | test loss | best val accuracy (epoch) | near-zero weights | regularizer | data |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         runs = f"{r['completed']}/{r['runs']}"
@@ -115,7 +116,7 @@ def to_markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {r['config']} | {runs} | {_pm(r['test_accuracy_mean'], r['test_accuracy_std'])} | "
             f"{_pm(r['test_loss_mean'], r['test_loss_std'])} | "
-            f"{_pm(r['best_val_accuracy_mean'], r['best_val_accuracy_std'])}{epoch} | {sparsity} | {r['regularizer']} |"
+            f"{_pm(r['best_val_accuracy_mean'], r['best_val_accuracy_std'])}{epoch} | {sparsity} | {r['regularizer']} | {r['data']} |"
         )
     return "\n".join(lines) + "\n"
 
