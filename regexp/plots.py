@@ -1,34 +1,52 @@
 """Plots: each run's loss and accuracy curves, and the comparison figures of a results root.
 
-Drawn from history.csv and metrics.json alone: no TensorFlow, no training.
+Drawn from history.csv and metrics.json alone: no TensorFlow, no training. Figures are built
+without pyplot's global state and drawn once each (fixed margins, no tight bounding box), and
+the per-run curves are drawn on all cores: `regexp plot` over 100 runs stays within seconds.
 """
 
 from __future__ import annotations
 
+import io
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.ticker  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from regexp.results import write_bytes_atomic  # noqa: E402
 
 FIGURE_SIZE = (7, 4.5)
+DPI = 100
+
+
+def _figure(size=FIGURE_SIZE, ncols: int = 1, margins: dict | None = None):
+    fig = Figure(figsize=size, dpi=DPI)
+    fig.subplots_adjust(**(margins or {"left": 0.1, "right": 0.97, "top": 0.91, "bottom": 0.12}))
+    axes = fig.subplots(1, ncols)
+    return fig, axes
 
 
 def _save(fig, path: Path) -> None:
-    import io
-
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=path.suffix.lstrip("."), dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    fmt = path.suffix.lstrip(".")
+    # zlib level 1: a third of the time of the default level for a few more kilobytes.
+    extra = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
+    fig.savefig(buffer, format=fmt, dpi=DPI, **extra)
     write_bytes_atomic(path, buffer.getvalue())
 
 
+def _integer_epochs(ax) -> None:
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+
+
 def _curve(rows: list[dict], metric: str, title: str, ylabel: str, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=FIGURE_SIZE)
+    fig, ax = _figure()
     epochs = [row["epoch"] for row in rows]
     for key, label in ((metric, "training"), (f"val_{metric}", "validation")):
         values = [row.get(key, float("nan")) for row in rows]
@@ -36,8 +54,7 @@ def _curve(rows: list[dict], metric: str, title: str, ylabel: str, path: Path) -
     ax.set_title(title)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
-    if epochs:
-        ax.set_xticks(epochs if len(epochs) <= 25 else epochs[:: max(1, len(epochs) // 12)])
+    _integer_epochs(ax)
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, path)
@@ -49,6 +66,19 @@ def plot_run(folder: Path, rows: list[dict], name: str, fmt: str = "png") -> lis
     _curve(rows, "loss", f"{name}: loss", "loss (penalty included)", loss)
     _curve(rows, "accuracy", f"{name}: accuracy", "accuracy", accuracy)
     return [loss, accuracy]
+
+
+def _plot_run_task(args: tuple[Path, list[dict], str, str]) -> list[Path]:
+    return plot_run(*args)
+
+
+def plot_runs(tasks: list[tuple[Path, list[dict], str, str]]) -> list[Path]:
+    """plot_run for many runs, spread over the cores when there are enough to pay for it."""
+    workers = min(os.cpu_count() or 1, len(tasks) // 8)
+    if workers < 2:
+        return [path for task in tasks for path in _plot_run_task(task)]
+    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        return [path for paths in pool.map(_plot_run_task, tasks, chunksize=4) for path in paths]
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -69,30 +99,35 @@ def _mean_band(histories: list[list[dict]], key: str) -> tuple[list[int], list[f
     return epochs, means, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)]
 
 
-def _legend_outside(ax, count: int) -> None:
-    if count > 12:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + count // 30)
-    else:
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+def _styles(count: int) -> list[dict]:
+    """Distinct line styles for `count` curves: 10 colours, then 20, then dashes as well."""
+    colors = matplotlib.colormaps["tab10" if count <= 10 else "tab20"].colors
+    dashes = ["-", "--", ":", "-."]
+    return [{"color": colors[i % len(colors)], "linestyle": dashes[(i // len(colors)) % len(dashes)]}
+            for i in range(count)]
 
 
 def compare_curves(groups: dict[str, list[list[dict]]], key: str, ylabel: str, path: Path) -> Path:
     """Overlay one curve per config: the mean over seeds, with a ±1 std band where seeds differ."""
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for label, histories in groups.items():
+    labels = [f"{label}" + (f" (n={len(h)})" if len(h) > 1 else "") for label, h in groups.items()]
+    plot_inches, legend_inches = 7.5, 0.6 + 0.062 * max([len(label) for label in labels] + [4])  # 8 pt text
+    width = plot_inches + legend_inches
+    fig, ax = _figure((width, 5), margins={"left": 0.7 / width, "right": (plot_inches - 0.15) / width,
+                                           "top": 0.92, "bottom": 0.1})
+    for (label, histories), text, style in zip(groups.items(), labels, _styles(len(groups))):
         epochs, mean, low, high = _mean_band(histories, key)
         if not epochs:
             continue
+        (line,) = ax.plot(epochs, mean, label=text, **style)
         n = len(histories)
-        (line,) = ax.plot(epochs, mean, label=f"{label}" + (f" (n={n})" if n > 1 else ""))
         if n > 1:
             ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    _integer_epochs(ax)
     ax.set_title(f"{ylabel} per epoch (mean over seeds, band ±1 std)")
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    _legend_outside(ax, len(groups))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     _save(fig, path)
     return path
 
@@ -100,16 +135,19 @@ def compare_curves(groups: dict[str, list[list[dict]]], key: str, ylabel: str, p
 def compare_test_accuracy(rows: list[dict], path: Path) -> Path:
     """Bar chart of mean test accuracy per config, error bars ±1 std, best on top."""
     rows = [r for r in rows if r["test_accuracy_mean"] is not None]
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.4 * max(1, len(rows))))
     labels = [r["config"] for r in rows][::-1]
     means = [r["test_accuracy_mean"] for r in rows][::-1]
     errors = [r["test_accuracy_std"] or 0.0 for r in rows][::-1]
+    height, width = 1.2 + 0.4 * max(1, len(rows)), 9.0
+    label_inches = 0.3 + 0.065 * max([len(label) for label in labels] + [4])  # 8 pt text
+    fig, ax = _figure((width, height), margins={"left": min(0.6, label_inches / width), "right": 0.97,
+                                                "top": 1 - 0.5 / height, "bottom": 0.7 / height})
     bars = ax.barh(range(len(rows)), means, xerr=errors, capsize=3, color="tab:blue", alpha=0.8)
-    for bar, mean in zip(bars, means):
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {mean:.4f}", va="center", fontsize=8)
+    for bar, mean, error in zip(bars, means, errors):
+        ax.text(mean + error + 0.01, bar.get_y() + bar.get_height() / 2, f"{mean:.4f}", va="center", fontsize=8)
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.set_xlabel("test accuracy (mean over seeds, error bar ±1 std)")
-    ax.set_xlim(0, 1.08)
+    ax.set_xlim(0, 1.12)
     ax.set_title("Test accuracy by config")
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
@@ -134,7 +172,8 @@ def plot_lambda_grid(base: str, series: dict[str, list[tuple[float, dict]]], pat
     """Test accuracy and weight sparsity against lambda on a log axis, mean ± std over seeds."""
     import statistics
 
-    fig, (acc_ax, sparse_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, (acc_ax, sparse_ax) = _figure((11, 4.5), ncols=2, margins={"left": 0.07, "right": 0.98, "top": 0.88,
+                                                                      "bottom": 0.12, "wspace": 0.25})
     for label, points in sorted(series.items()):
         by_lambda: dict[float, list[dict]] = {}
         for lam, m in points:
@@ -163,16 +202,16 @@ def plot_results(root: Path, fmt: str = "png") -> list[Path]:
     from regexp import summary
     from regexp.results import HISTORY, find_runs, read_history, read_metrics
 
-    written: list[Path] = []
-    runs, histories = [], {}
+    runs, histories, tasks = [], {}, []
     for folder in find_runs(root):
         metrics = read_metrics(folder)
         if metrics is None or not (folder / HISTORY).exists():
             continue
         rows = read_history(folder / HISTORY)
-        written += plot_run(folder, rows, metrics.get("run", folder.name), fmt)
+        tasks.append((folder, rows, metrics.get("run", folder.name), fmt))
         runs.append(metrics)
         histories[metrics.get("run", folder.name)] = rows
+    written = plot_runs(tasks)
     if (root / "metrics.json").exists() or not runs:
         return written
     groups = {

@@ -1,7 +1,8 @@
 """Summary of a results root: one row per config, mean ± std over seeds, best first.
 
-Reads metrics.json files only (no TensorFlow). Runs are grouped by `group_hash`, the hash of
-the resolved config without its seed, so seeds of one config share a row wherever they ran.
+Reads metrics.json files only (no TensorFlow). Runs are grouped by their config's name (the
+grid point, seed left out) and `group_hash`, the hash of the resolved config without its seed,
+so the seeds of one config share a row wherever they ran.
 Standard deviations are sample standard deviations (n - 1); empty for a single run.
 """
 
@@ -45,14 +46,20 @@ def load_all(root: Path) -> list[dict]:
 
 
 def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
-    """{label: runs} with the seeds of one config together (by group_hash), labels unique."""
-    groups: dict[str, list[dict]] = {}
+    """{label: runs}: the seeds of one config together, labels unique.
+
+    A group is a config as its user named it (its name or grid point, seed left out) with the
+    same resolved config up to the seed; two configs that only share a name get their hash
+    appended to tell them apart.
+    """
+    groups: dict[tuple[str, str], list[dict]] = {}
     for m in sorted(runs, key=lambda m: m.get("run", "")):
-        groups.setdefault(m.get("group_hash") or m.get("run", "?"), []).append(m)
-    labels = [members[0].get("group") or members[0].get("run", "?") for members in groups.values()]
+        label = m.get("group") or m.get("run", "?")
+        groups.setdefault((label, m.get("group_hash") or m.get("run", "?")), []).append(m)
+    labels = [label for label, _ in groups]
     return {
-        (f"{label} [{key[:6]}]" if labels.count(label) > 1 else label): members  # two configs, one name
-        for (key, members), label in zip(groups.items(), labels)
+        (f"{label} [{key[:6]}]" if labels.count(label) > 1 else label): members
+        for (label, key), members in groups.items()
     }
 
 

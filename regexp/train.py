@@ -15,13 +15,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
+import keras
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import keras  # noqa: E402
-
-from regexp.data import Dataset  # noqa: E402
+from regexp.data import Dataset
 
 PREFETCH_BATCHES = 2
 INPUT_PIPELINE = "elements"  # "elements": shuffle samples; "indices": shuffle indices, gather batches
