@@ -4,8 +4,7 @@ Every field defaults to the reference experiment (EMNIST-balanced, the reference
 Adam, batch 250, 25 epochs, 20 % validation), so a config file states only what differs.
 Validation is strict and happens before anything is trained or written: unknown keys,
 wrong types and impossible values fail with one line naming the file and the field.
-Files are read as plain YAML 1.2 (no tags, no duplicate keys, bounded nesting and aliases),
-so nothing in a config can run code or change meaning by YAML 1.1's rules (010, 1:30, on).
+Files are read by `regexp.yaml_reader`, as plain YAML 1.2.
 
 This module must stay free of TensorFlow: `regexp sweep` validates whole folders with it.
 """
@@ -19,7 +18,6 @@ import itertools
 import json
 import math
 import re
-import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -27,9 +25,8 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from regexp.errors import ConfigError
+from regexp.yaml_reader import config_error, key_text, parse_yaml, read_config_file, show_value, type_name
 
-MAX_CONFIG_BYTES = 1_000_000
 MAX_SWEEP_RUNS = 10_000
 
 RegularizerType = Literal["none", "l1", "l2", "elasticnet"]
@@ -136,287 +133,17 @@ class ExperimentConfig(_Section):
         return list(reg) if isinstance(reg, list) else [reg]
 
 
-# --------------------------------------------------------------------------- YAML
-
-
-MAX_YAML_DEPTH = 32  # a config nests four levels at most (sweep -> field -> values -> a list value)
-MAX_YAML_VALUES = 100_000  # every value counted, an alias as often as it is used
-_YAML = "tag:yaml.org,2002:"
-_PLAIN_TAGS = {_YAML + kind for kind in ("str", "int", "float", "bool", "null", "map", "seq")}
-
-
-class _YamlProblem(Exception):
-    """A problem found in the YAML node tree: where (a field path, a mark) and what."""
-
-    def __init__(self, path: str, message: str, mark=None):
-        super().__init__(message)
-        self.path = path
-        self.message = message
-        self.mark = mark
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """A safe loader for YAML 1.2's core schema: plain values, no duplicate keys, bounded nesting.
-
-    Unlike PyYAML's YAML 1.1 resolution, 1e-3 is a float, 010 is ten, 1:30 and 2024-01-01 are
-    strings, and only true/false are booleans (yes, no, on and off are strings).
-    """
-
-    def compose_node(self, parent, index):
-        depth = getattr(self, "_depth", 0) + 1
-        if depth > MAX_YAML_DEPTH:
-            raise _YamlProblem("", f"nested more than {MAX_YAML_DEPTH} levels deep; a config needs a few",
-                               self.peek_event().start_mark)
-        self._depth = depth
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth = depth - 1
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-def _construct_int(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
-    text = loader.construct_scalar(node)
-    match = re.fullmatch(r"([-+]?)(?:0o([0-7][0-7_]*)|0x([0-9a-fA-F][0-9a-fA-F_]*)|([0-9][0-9_]*))", text)
-    if not match:
-        raise yaml.constructor.ConstructorError(None, None, f"{_show(text)} is not an integer", node.start_mark)
-    sign, octal, hexadecimal, decimal = match.groups()
-    try:
-        value = int((octal or hexadecimal or decimal).replace("_", ""), 8 if octal else 16 if hexadecimal else 10)
-    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
-        raise yaml.constructor.ConstructorError(
-            None, None, f"an integer of {len(text):,} digits; no setting needs one that long", node.start_mark
-        ) from None
-    return -value if sign == "-" else value
-
-
-def _construct_float(loader: _StrictLoader, node: yaml.ScalarNode) -> float:
-    try:
-        return loader.construct_yaml_float(node)
-    except (ValueError, IndexError):  # an explicit !!float tag on text that is no number
-        text = loader.construct_scalar(node)
-        raise yaml.constructor.ConstructorError(None, None, f"{_show(text)} is not a number", node.start_mark) from None
-
-
-def _construct_bool(loader: _StrictLoader, node: yaml.ScalarNode) -> bool:
-    text = loader.construct_scalar(node)
-    if text.lower() not in ("true", "false"):
-        raise yaml.constructor.ConstructorError(None, None, f"{_show(text)} is not true or false", node.start_mark)
-    return text.lower() == "true"
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_StrictLoader.add_constructor(_YAML + "int", _construct_int)
-_StrictLoader.add_constructor(_YAML + "float", _construct_float)
-_StrictLoader.add_constructor(_YAML + "bool", _construct_bool)
-_StrictLoader.yaml_implicit_resolvers = {}  # YAML 1.2 core schema, not PyYAML's YAML 1.1 set
-_StrictLoader.add_implicit_resolver(
-    _YAML + "bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_StrictLoader.add_implicit_resolver(
-    _YAML + "int",
-    re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7][0-7_]*|0x[0-9a-fA-F][0-9a-fA-F_]*)$"),
-    list("-+0123456789"),
-)
-_StrictLoader.add_implicit_resolver(
-    _YAML + "float",
-    re.compile(
-        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)"
-        r"|\.[0-9_]+(?:[eE][-+][0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)"
-        r"|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+0123456789."),
-)
-_StrictLoader.add_implicit_resolver(_YAML + "null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
-
-
-def _key_text(key: Any) -> str:
-    """A mapping key as a field path shows it: plain names as they are, anything else quoted."""
-    if isinstance(key, str) and re.fullmatch(r"[A-Za-z0-9_.+-]{1,60}", key):
-        return key
-    return _show(key)
-
-
-def _tag_text(tag: str) -> str:
-    text = "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _check_nodes(loader: _StrictLoader, root: yaml.Node) -> None:
-    """Refuse what the constructor must never see: tags, odd keys, duplicates, alias bombs."""
-    count = 0
-    active: set[int] = set()
-
-    def visit(node: yaml.Node, path: str, depth: int) -> None:
-        nonlocal count
-        count += 1
-        if count > MAX_YAML_VALUES:
-            raise _YamlProblem("", f"holds more than {MAX_YAML_VALUES:,} values (an alias counts as all it "
-                                   "repeats); a config needs far fewer", node.start_mark)
-        if node.tag not in _PLAIN_TAGS:
-            raise _YamlProblem(path, f"YAML tag {_tag_text(node.tag)} is not allowed; a config holds only plain "
-                                     "values (text, numbers, true/false, lists, mappings)", node.start_mark)
-        if isinstance(node, yaml.ScalarNode):
-            if node.tag != _YAML + "str":
-                try:
-                    loader.construct_object(node)
-                except yaml.constructor.ConstructorError as exc:
-                    raise _YamlProblem(path, exc.problem, node.start_mark) from None
-            return
-        if id(node) in active:
-            raise _YamlProblem(path, "a YAML alias that contains itself; write the value out", node.start_mark)
-        if depth >= MAX_YAML_DEPTH:
-            raise _YamlProblem(path, f"nested more than {MAX_YAML_DEPTH} levels deep; a config needs a few",
-                               node.start_mark)
-        active.add(id(node))
-        if isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                visit(item, f"{path}[{i}]", depth + 1)
-        else:
-            lines: dict[Any, int] = {}
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
-                    raise _YamlProblem(path, f"a key is a {kind}; keys are plain names such as epochs",
-                                       key_node.start_mark)
-                visit(key_node, path, depth + 1)
-                key = loader.construct_object(key_node)
-                where = f"{path}.{_key_text(key)}" if path else _key_text(key)
-                line = key_node.start_mark.line + 1
-                if key in lines:
-                    raise _YamlProblem(where, f"given twice (lines {lines[key]} and {line}); keep one")
-                lines[key] = line
-                visit(value_node, where, depth + 1)
-        active.discard(id(node))
-
-    visit(root, "", 0)
-
-
-def _one_line(text: str) -> str:
-    """Escape line breaks and other unprintable characters: an error is always one line."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
-def _config_error(text: str) -> ConfigError:
-    return ConfigError(_one_line(text))
-
-
-def _yaml_problem_text(exc: yaml.YAMLError, text: str) -> str:
-    """One line for a YAML error: where it is and what is wrong."""
-    if isinstance(exc, yaml.reader.ReaderError):
-        position = exc.position
-        line = text.count("\n", 0, position) + 1
-        column = position - (text.rfind("\n", 0, position) + 1) + 1
-        return (f"character U+{exc.character:04X} at line {line}, column {column} is not allowed in YAML; "
-                "remove it")
-    mark = getattr(exc, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    problem = problem if len(problem) <= 160 else problem[:157] + "..."  # it may quote a long alias or tag
-    context = getattr(exc, "context", None)
-    if "found character '\\t'" in problem:
-        return f"YAML syntax error{where}: a tab; indent with spaces (YAML does not allow tabs)"
-    if "found another document" in problem:
-        return f"YAML syntax error{where}: a second document ('---'); a config file holds one"
-    context_mark = getattr(exc, "context_mark", None)
-    if context and context_mark and context.startswith("while "):
-        problem += f" ({context} that starts at line {context_mark.line + 1})"
-    if "mapping values are not allowed" in problem:
-        problem += "; check the indentation, and quote a value that holds ': '"
-    elif "block" in problem:
-        problem += "; check the indentation"
-    return f"YAML syntax error{where}: {problem}"
-
-
-def parse_yaml(text: str, source: str) -> Any:
-    """Parse YAML text with the strict safe loader; errors name `source`."""
-    loader = None
-    try:
-        loader = _StrictLoader(text)  # reading checks the characters already
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_nodes(loader, node)
-        return loader.construct_document(node)
-    except _YamlProblem as exc:
-        line = f" (line {exc.mark.line + 1})" if exc.mark else ""
-        where = f"{exc.path}: " if exc.path else ""
-        raise _config_error(f"{source}: {where}{exc.message}{line}") from None
-    except yaml.constructor.ConstructorError as exc:
-        mark = exc.problem_mark
-        where = f" (line {mark.line + 1})" if mark else ""
-        if exc.problem and "could not determine a constructor" in exc.problem:
-            tag = exc.problem.split("tag ")[-1]
-            raise _config_error(f"{source}: unsupported YAML tag {tag}{where}; only plain YAML is read") from None
-        raise _config_error(f"{source}: {exc.problem}{where}") from None
-    except yaml.YAMLError as exc:
-        raise _config_error(f"{source}: {_yaml_problem_text(exc, text)}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-def read_config_file(path: Path) -> dict:
-    """Read a config file into a mapping, refusing what is not a small UTF-8 YAML mapping."""
-    source = str(path)
-    try:
-        if not path.exists():
-            raise _config_error(f"{source}: no such file")
-        if not path.is_file():
-            raise _config_error(f"{source}: not a file; expected a YAML config such as configs/none.yaml")
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise _config_error(
-                f"{source}: file is {size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,} (is this the right file?)"
-            )
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise _config_error(f"{source}: cannot read ({exc.strerror or exc})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise _config_error(
-            f"{source}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line}); save the file as UTF-8"
-        ) from None
-    data = parse_yaml(text, source)
-    if data is None:
-        raise _config_error(
-            f"{source}: holds no settings (empty, or only comments); "
-            "expected a mapping such as 'regularizer: {type: l2}'"
-        )
-    if not isinstance(data, dict):
-        raise _config_error(
-            f"{source}: expected a mapping of sections at the top level (such as 'regularizer: {{type: l2}}'), "
-            f"got a {_type_name(data)}"
-        )
-    return data
-
-
 # --------------------------------------------------------------------------- overrides
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """Split `section.field=value`; the value is read as YAML (so 600 is an int, [a, b] a list)."""
     if "=" not in text:
-        raise _config_error(f"--set {text}: expected section.field=value")
+        raise config_error(f"--set {text}: expected section.field=value")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
-        raise _config_error(f"--set {text}: '{key}' is not a dotted field name such as training.epochs")
+        raise config_error(f"--set {text}: '{key}' is not a dotted field name such as training.epochs")
     return key, parse_yaml(raw, f"--set {key}") if raw.strip() else None
 
 
@@ -430,7 +157,7 @@ def apply_override(data: dict, key: str, value: Any) -> None:
             child = node[part] = {}
         if not isinstance(child, dict):
             where = ".".join(parts[: i + 1])
-            raise _config_error(f"--set {key}: {where} is a {_type_name(child)}, not a section")
+            raise config_error(f"--set {key}: {where} is a {type_name(child)}, not a section")
         node = child
     node[parts[-1]] = value
 
@@ -438,27 +165,6 @@ def apply_override(data: dict, key: str, value: Any) -> None:
 # --------------------------------------------------------------------------- validation
 
 
-def _type_name(value: Any) -> str:
-    return {dict: "mapping", list: "list", str: "string", int: "integer", float: "number",
-            bool: "boolean", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-_SHOW = reprlib.Repr()
-_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlevel = 60, 60, 2
-_SHOW.maxlist = _SHOW.maxdict = _SHOW.maxtuple = _SHOW.maxset = 4
-
-
-def _show(value: Any) -> str:
-    """A value as an error shows it: YAML's spelling for null, booleans and infinities, short."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and not math.isfinite(value):
-        return ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
-    if isinstance(value, int) and abs(value) > 10**30:  # str() of a huge int is slow, or refused
-        return f"{'-' if value < 0 else ''}~10^{int(abs(value).bit_length() * math.log10(2))}"
-    return _SHOW.repr(value)
 
 
 def _field_names(model: type[BaseModel]) -> list[str]:
@@ -492,7 +198,7 @@ def _check_unknown_keys(data: dict) -> None:
         known = _field_names(model)
         for key in mapping:
             if key not in known:
-                where = f"{prefix}.{_key_text(key)}" if prefix else _key_text(key)
+                where = f"{prefix}.{key_text(key)}" if prefix else key_text(key)
                 hint = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
                 suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of {', '.join(known)}"
                 raise _FieldError(where, f"unknown field{suggestion}")
@@ -510,7 +216,7 @@ def _check_unknown_keys(data: dict) -> None:
         for key in data["sweep"]:
             if not isinstance(key, str):
                 raise _FieldError(
-                    f"sweep.{_key_text(key)}", "not a field; sweep over section.field, e.g. regularizer.lambda"
+                    f"sweep.{key_text(key)}", "not a field; sweep over section.field, e.g. regularizer.lambda"
                 )
 
 
@@ -526,14 +232,14 @@ def _describe(error: dict) -> str:
     loc = tuple(part for part in error["loc"] if part not in ("single", "list"))
     got = "got no value; give one or remove the line"
     if value is not None:
-        got = f"got {_type_name(value)} {_show(value)}"
+        got = f"got {type_name(value)} {show_value(value)}"
     if kind == "literal_error":
         choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        return f"{_show(value)} is not one of {', '.join(choices)}"
+        return f"{show_value(value)} is not one of {', '.join(choices)}"
     if kind == "missing":
         return "required"
     if kind == "finite_number":
-        return f"must be a finite number, got {_show(value)}"
+        return f"must be a finite number, got {show_value(value)}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         words = {"greater_than": "greater than", "greater_than_equal": "at least",
                  "less_than": "less than", "less_than_equal": "at most"}[kind]
@@ -541,7 +247,7 @@ def _describe(error: dict) -> str:
         if isinstance(bound, float) and bound.is_integer():
             bound = int(bound)  # 0, not 0.0: the bound as a person writes it
         hint = _BOUND_HINTS.get(_format_loc(loc), "")
-        return f"must be {words} {bound}, got {_show(value)}{hint}"
+        return f"must be {words} {bound}, got {show_value(value)}{hint}"
     if kind in ("int_type", "int_from_float", "int_parsing"):
         hint = f"; write {int(value)}" if isinstance(value, float) and value.is_integer() else ""
         return f"expected an integer, {got}{hint}"
@@ -611,7 +317,7 @@ def _check_penalty(entry: RegularizerConfig, where: str) -> None:
         for name in entry.layers:
             if name not in valid:
                 raise _FieldError(
-                    f"{where}.layers", f"{_show(name)} is not a layer name or kind; valid: {', '.join(valid)}"
+                    f"{where}.layers", f"{show_value(name)} is not a layer name or kind; valid: {', '.join(valid)}"
                 )
         if len(set(entry.layers)) != len(entry.layers):
             raise _FieldError(f"{where}.layers", "a layer is listed twice")
@@ -681,7 +387,7 @@ def _check_data(config: ExperimentConfig) -> None:
             exists, is_dir = path.exists(), path.is_dir()
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or exc
-            raise _FieldError("data.path", f"cannot be read ({reason}): {_show(data.path)}") from None
+            raise _FieldError("data.path", f"cannot be read ({reason}): {show_value(data.path)}") from None
         if not exists:
             raise _FieldError(
                 "data.path",
@@ -705,11 +411,11 @@ def _check_data(config: ExperimentConfig) -> None:
 def _check_name(name: str) -> None:
     if name in ("", ".", "..") or "/" in name or "\\" in name or ".." in name or name.startswith("."):
         raise _FieldError(
-            "name", f"{_show(name)} is not a plain folder name (no '/', '..' or leading '.'); "
+            "name", f"{show_value(name)} is not a plain folder name (no '/', '..' or leading '.'); "
                     "it names one folder under the results root"
         )
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name) or len(name) > 200:
-        raise _FieldError("name", f"{_show(name)} may hold only letters, digits and . _ + - (at most 200)")
+        raise _FieldError("name", f"{show_value(name)} may hold only letters, digits and . _ + - (at most 200)")
 
 
 def _check_sweep(config: ExperimentConfig, raw: dict) -> None:
@@ -767,7 +473,7 @@ def validate(data: dict, source: str, default_name: str) -> ExperimentConfig:
             config = config.model_copy(update={"name": sanitize_name(default_name)})
         _check_name(config.name)
     except _FieldError as exc:
-        raise _config_error(f"{source}: {exc.field}: {exc.message}") from None
+        raise config_error(f"{source}: {exc.field}: {exc.message}") from None
     return config
 
 
@@ -865,11 +571,11 @@ def expand(config: ExperimentConfig, raw: dict, source: str) -> list[RunSpec]:
         point = "__".join(parts)
         name = f"{base_name}__{point}"
         if len(name) > 200:
-            raise _config_error(f"{source}: sweep: a run would be named {_show(name)}, {len(name)} characters; "
+            raise config_error(f"{source}: sweep: a run would be named {show_value(name)}, {len(name)} characters; "
                                 "at most 200 (shorten the name or the swept values)")
         if name in names:
-            both = [", ".join(f"{k} {_show(v)}" for k, v in zip(keys, point)) for point in (names[name], values)]
-            raise _config_error(f"{source}: sweep: {both[0]} and {both[1]} both make the run name {_show(name)}; "
+            both = [", ".join(f"{k} {show_value(v)}" for k, v in zip(keys, point)) for point in (names[name], values)]
+            raise config_error(f"{source}: sweep: {both[0]} and {both[1]} both make the run name {show_value(name)}; "
                                 "one would overwrite the other (make the values differ in letters or digits)")
         names[name] = values
         point_source = f"{source} [sweep {point}]"

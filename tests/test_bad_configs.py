@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from regexp.config import MAX_CONFIG_BYTES, parse_yaml
+from regexp.yaml_reader import MAX_CONFIG_BYTES, parse_yaml
 
 CORPUS = Path("tests") / "bad_configs"  # relative to the repository root, as a user types it
 CORPUS_FILES = sorted(path.name for path in (REPO / CORPUS).iterdir() if path.suffix == ".yaml")

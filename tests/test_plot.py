@@ -1,6 +1,5 @@
 """`regexp plot`: figures and summary from saved runs, without TensorFlow."""
 
-import json
 import subprocess
 import sys
 
