@@ -19,7 +19,7 @@ from pathlib import Path
 from regexp import results
 from regexp.config import RunSpec, config_hash, group_hash, to_yaml
 from regexp.data import Dataset, load_dataset
-from regexp.errors import ResultsError
+from regexp.errors import DataError, ResultsError
 
 COMPLETED, DIVERGED, FAILED, SKIPPED = "completed", "diverged", "failed", "skipped"
 
@@ -60,7 +60,10 @@ def load_run_data(spec: RunSpec) -> Dataset:
     key = spec.config.data.model_dump_json() + str(spec.config.model.num_classes)
     if key not in _DATA_MEMO:
         _DATA_MEMO.clear()  # hold one dataset at a time: EMNIST byclass is ~700 MB
-        _DATA_MEMO[key] = load_dataset(spec.config.data, spec.config.model.num_classes)
+        try:
+            _DATA_MEMO[key] = load_dataset(spec.config.data, spec.config.model.num_classes)
+        except DataError as exc:
+            raise DataError(f"{spec.source}: {exc}") from None
     return _DATA_MEMO[key]
 
 

@@ -87,3 +87,28 @@ def test_help_does_not_import_tensorflow():
             "    assert CliRunner().invoke(app, args).exit_code in (0, 2)\n"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported TensorFlow'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_no_network_ends_with_the_download_advice_naming_file_and_field(cli, tmp_path, monkeypatch):
+    from regexp.data import emnist
+
+    monkeypatch.setattr(emnist, "MATLAB_URL", "http://127.0.0.1:9/matlab.zip")  # nothing listens there
+    monkeypatch.chdir(tmp_path)
+    result = cli("run", CONFIGS / "l2_activity.yaml", "--results", tmp_path / "results")
+    assert result.exit_code == 2
+    error = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "Traceback" not in result.output
+    assert error[0].startswith(f"error: {CONFIGS / 'l2_activity.yaml'}: data.dataset: cannot download")
+    assert "download it by hand" in error[0] and "data.path" in error[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no results, no stray .mat file
+
+
+def test_idx_folder_without_its_files_names_file_and_field(cli, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = write_config(tmp_path, "idx", {"data": {"dataset": "idx", "path": str(empty)}})
+    result = cli("run", config, "--results", tmp_path / "results")
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {config}: data.path: ")
+    assert "train-images-idx3-ubyte" in result.output
+    assert not (tmp_path / "results").exists()

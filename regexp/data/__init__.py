@@ -70,7 +70,10 @@ def check_arrays(x_train, y_train, x_test, y_test, num_classes: int, source: str
 
 def load_dataset(data: DataConfig, num_classes: int | None = None) -> Dataset:
     """Load the configured dataset, apply `limit`/`test_limit`, and check it against `num_classes`."""
-    (x_train, y_train, x_test, y_test), classes, description = _read_source(data, num_classes)
+    try:
+        (x_train, y_train, x_test, y_test), classes, description = _read_source(data, num_classes)
+    except DataError as exc:
+        raise DataError(f"{'data.path' if data.path else 'data.dataset'}: {exc}") from None
     if num_classes is not None and num_classes != classes:
         raise DataError(
             f"model.num_classes: {num_classes} disagrees with the data: {description} has {classes} classes"
