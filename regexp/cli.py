@@ -38,6 +38,34 @@ ThreadsOption = Annotated[
 ]
 
 
+class Backend(str, enum.Enum):
+    local = "local"
+    ray = "ray"
+
+
+BackendOption = Annotated[
+    Backend, typer.Option("--backend", help="Where runs train: local processes, or tasks on a Ray cluster (the ray extra).")
+]
+AddressOption = Annotated[
+    Optional[str],
+    typer.Option("--address", help="Ray: the cluster, HEAD:6379 (default: $RAY_ADDRESS, else a local Ray)."),
+]
+CpusPerRunOption = Annotated[
+    Optional[int],
+    typer.Option("--cpus-per-run", min=1, help="Ray: CPUs each run reserves, and its TensorFlow threads (default 1)."),
+]
+GpusPerRunOption = Annotated[
+    Optional[float],
+    typer.Option("--gpus-per-run", min=0,
+                 help="Ray: GPUs each run reserves, may be a fraction (default: 1 if the cluster has GPUs)."),
+]
+SharedResultsOption = Annotated[
+    bool,
+    typer.Option("--shared-results",
+                 help="Ray: workers write straight into --results, mounted at the same path on every node."),
+]
+
+
 @app.callback()
 def _group() -> None:
     """Experiments on L1, L2 and elastic-net regularization of a CNN on EMNIST.
@@ -97,6 +125,11 @@ def sweep(
     epochs: EpochsOption = None,
     set_: SetOption = None,
     force: ForceOption = False,
+    backend: BackendOption = Backend.local,
+    address: AddressOption = None,
+    cpus_per_run: CpusPerRunOption = None,
+    gpus_per_run: GpusPerRunOption = None,
+    shared_results: SharedResultsOption = False,
 ) -> None:
     """Run every config in a folder (grids expanded), then write the summary and comparison figures."""
     from regexp import results as results_lib
@@ -105,11 +138,14 @@ def sweep(
     from regexp.sweep import SweepInterrupted, plan, run_sweep, status_table
 
     with user_errors():
+        _check_backend_options(backend, jobs, address, cpus_per_run, gpus_per_run, shared_results)
         todo, done = plan(folder, _overrides(epochs, set_), results, force)
         results_lib.ensure_writable_root(results)
         typer.echo(f"{len(todo) + len(done)} runs: {len(done)} already completed, {len(todo)} to run -> {results}")
         try:
-            outcomes = run_sweep(todo, results, jobs=jobs, force=force, verbose=_keras_verbosity())
+            outcomes = run_sweep(todo, results, jobs=jobs, force=force, verbose=_keras_verbosity(), backend=backend.value,
+                                 address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                                 shared_results=shared_results)
         except SweepInterrupted as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(130) from None
@@ -121,6 +157,18 @@ def sweep(
         typer.echo(f"Summary: {results / 'summary.md'}")
     if any(o.status not in (COMPLETED, SKIPPED) for o in everything):
         raise typer.Exit(1)
+
+
+def _check_backend_options(backend: Backend, jobs: int, address, cpus_per_run, gpus_per_run, shared_results) -> None:
+    """Refuse options that do not belong to the chosen backend; for Ray, check that it is installed."""
+    if backend is Backend.ray:
+        if jobs != 1:
+            raise RegexpError("--jobs is for the local backend; on Ray, --cpus-per-run sets how many runs fit at once")
+        from regexp.ray_backend import require_ray
+
+        require_ray()
+    elif address is not None or cpus_per_run is not None or gpus_per_run is not None or shared_results:
+        raise RegexpError("--address, --cpus-per-run, --gpus-per-run and --shared-results need --backend ray")
 
 
 class ImageFormat(str, enum.Enum):

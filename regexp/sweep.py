@@ -144,12 +144,27 @@ def run_sweep(
     force: bool = False,
     verbose: int | str = "auto",
     log=print,
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_run: int | None = None,
+    gpus_per_run: float | None = None,
+    shared_results: bool = False,
 ) -> list[RunOutcome]:
-    """Run `todo` into `root`, `jobs` at a time; returns an outcome per run, in `todo` order."""
+    """Run `todo` into `root`, `jobs` at a time; returns an outcome per run, in `todo` order.
+
+    backend="ray" runs them as tasks on the Ray cluster at `address` instead, each reserving
+    `cpus_per_run` CPUs (default 1) and `gpus_per_run` GPUs; with `shared_results` the workers
+    write into `root` directly (see regexp.ray_backend).
+    """
     progress = Progress(len(todo), jobs, started=time.perf_counter())
     outcomes: dict[str, RunOutcome] = {}
     try:
-        if jobs <= 1:
+        if backend == "ray":
+            from regexp.ray_backend import run_on_ray  # imports Ray only when asked for
+
+            run_on_ray(todo, root, address=address, cpus_per_run=cpus_per_run or 1, gpus_per_run=gpus_per_run,
+                       shared_results=shared_results, force=force, progress=progress, outcomes=outcomes, log=log)
+        elif jobs <= 1:
             for spec in todo:
                 log(progress.line(spec.name))
                 started = time.perf_counter()
@@ -160,9 +175,12 @@ def run_sweep(
             _run_parallel(todo, root, jobs, force, progress, outcomes, log)
     except KeyboardInterrupt:
         _stop_at_second_interrupt()
+        checkpoints_kept = backend != "ray" or shared_results
+        unfinished = ("keep their checkpoint and resume from their last finished epoch" if checkpoints_kept
+                      else "start again from scratch (their checkpoints were on the Ray workers)")
         raise SweepInterrupted(
-            f"interrupted: {progress.done} of {progress.total} runs finished; unfinished runs keep their "
-            "checkpoint and resume from their last finished epoch when you run the same command again"
+            f"interrupted: {progress.done} of {progress.total} runs finished; unfinished runs {unfinished} "
+            "when you run the same command again"
         ) from None
     log(progress.line())
     return [outcomes[spec.name] for spec in todo]

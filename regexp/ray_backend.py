@@ -1,0 +1,291 @@
+"""Sweeps on a Ray cluster: every run is a Ray task with its own CPU (and GPU) reservation.
+
+`regexp sweep --backend ray` plugs in here from `sweep.run_sweep`, after `plan` has validated
+every config and set aside the completed runs, exactly as for local runs. Ray is imported
+only inside this module's functions, so the CLI starts without it.
+
+What travels where:
+
+- driver -> worker: the RunSpec and the reservation. The task runs `run_experiment` into a
+  private temporary root on the worker (under $REGEXP_RAY_WORK_DIR, or the system's temporary
+  folder), with TensorFlow's thread pools sized to the CPUs it reserved.
+- worker -> driver: the finished run folder's files (relative path -> bytes), the RunOutcome,
+  the run's log lines and where it ran. The worker deletes its private root.
+- driver: writes the files into `<root>/.inprogress/<name>/` with the same atomic writer as
+  local runs, metrics.json last, and promotes the folder into `<root>/<name>/`. No shared
+  filesystem is needed.
+
+With --shared-results the results root is a folder every node mounts at the same path: the
+workers run `run_experiment` into it directly, as local runs do, and nothing travels back.
+
+A worker process or node that dies mid-run has its task retried by Ray, at most MAX_RETRIES
+times: from scratch (its checkpoint was on the dead worker), or, with a shared root, from the
+checkpoint of its last finished epoch. A Python exception is never retried: `run_experiment`
+records a crashing run as failed, and anything else the task raises fails that run only. The
+sweep goes on either way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+
+from regexp import results
+from regexp.config import RunSpec
+from regexp.errors import RegexpError
+from regexp.runner import FAILED, RunOutcome
+from regexp.sweep import _run_guarded  # the local backend's guard: a RegexpError fails that run only
+
+RAY_INSTALL_HINT = 'the ray backend needs Ray, an optional extra: pip install -e ".[ray]" (or pip install "ray>=2.9")'
+MAX_RETRIES = 2  # how many times a run whose worker process or node died is started again
+WORK_DIR_ENV = "REGEXP_RAY_WORK_DIR"  # where workers make their private results roots (a node's scratch disk)
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its error messages
+WAIT_SECONDS = 1.0  # the driver wakes up this often while it waits, so Ctrl-C is prompt
+CANCEL_GRACE_SECONDS = 10.0  # after Ctrl-C, how long interrupted runs get to clean up
+
+
+def require_ray():
+    """The `ray` module, or a RegexpError that says in one line how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise RegexpError(RAY_INSTALL_HINT) from None
+    return ray
+
+
+# --------------------------------------------------------------------------- the worker side
+
+
+@dataclass
+class WorkerResult:
+    """What a finished task sends back to the driver."""
+
+    outcome: RunOutcome
+    files: dict[str, bytes]  # the run folder's files by path relative to it; empty if it wrote none
+    log_lines: list[str]
+    seconds: float
+    worker: str  # host and process id, for the progress line
+    gpus_without_memory_growth: list[str]
+
+
+def run_task(spec: RunSpec, cpus: int, gpus: float, shared_root: str | None, force: bool) -> WorkerResult:
+    """The Ray task: one run, with TensorFlow's threads sized to the `cpus` it reserved.
+
+    With `shared_root` (a folder every node mounts at the same path) the run writes straight
+    into it; otherwise into a private temporary root, whose finished run folder comes back.
+    """
+    started = time.perf_counter()
+    if not gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU-only reservation keeps TensorFlow off the node's GPUs
+    lines: list[str] = []
+    if shared_root is None:
+        outcome, files = run_in_private_root(spec, cpus, lines.append)
+    else:
+        outcome, files = _run_guarded(spec, Path(shared_root), force, 0, cpus, lines.append), {}
+    return WorkerResult(outcome, files, lines, time.perf_counter() - started,
+                        f"{socket.gethostname()} pid {os.getpid()}", gpus_without_memory_growth())
+
+
+def run_in_private_root(spec: RunSpec, cpus: int, log) -> tuple[RunOutcome, dict[str, bytes]]:
+    """Run `spec` into a fresh temporary root on this node; its outcome and its folder's files.
+
+    The root is named regexp-ray-<pid>-<random>, under $REGEXP_RAY_WORK_DIR or the system's
+    temporary folder, and is deleted afterwards (a killed worker leaves its root behind).
+    """
+    private_root = Path(tempfile.mkdtemp(prefix=f"regexp-ray-{os.getpid()}-", dir=os.environ.get(WORK_DIR_ENV) or None))
+    try:
+        outcome = _run_guarded(spec, private_root, False, 0, cpus, log)
+        return outcome, folder_files(results.run_dir(private_root, spec.name))
+    finally:
+        shutil.rmtree(private_root, ignore_errors=True)
+
+
+def folder_files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` by its path relative to it (POSIX form); {} if there is no folder."""
+    if not folder.is_dir():
+        return {}
+    return {path.relative_to(folder).as_posix(): path.read_bytes()
+            for path in sorted(folder.rglob("*")) if path.is_file() and not path.name.endswith(".tmp")}
+
+
+def gpus_without_memory_growth() -> list[str]:
+    """GPUs this process's TensorFlow set up without memory growth (it must be on before any model)."""
+    if "tensorflow" not in sys.modules:
+        return []
+    import tensorflow as tf
+
+    return [gpu.name for gpu in tf.config.list_physical_devices("GPU") if not tf.config.experimental.get_memory_growth(gpu)]
+
+
+# --------------------------------------------------------------------------- the driver side
+
+
+@dataclass
+class Reservation:
+    """What each run reserves, and how many such runs the cluster holds at once."""
+
+    cpus: int
+    gpus: float
+    at_once: int
+
+    def describe(self) -> str:
+        threads = f"{self.cpus} TensorFlow thread{'s' * (self.cpus > 1)}"
+        gpus = f" and {self.gpus:g} GPU" if self.gpus else ""
+        return f"each run reserves {self.cpus} CPU{'s' * (self.cpus > 1)}{gpus} ({threads}), up to {self.at_once} at a time"
+
+
+def plan_reservation(nodes: list[dict], cpus_per_run: int, gpus_per_run: float | None) -> Reservation:
+    """Check that some node of the cluster can hold one run, and count how many fit at once.
+
+    `nodes` is `ray.nodes()`. GPUs default to one per run where the cluster has any, else none.
+    A reservation no node can hold would wait for ever in Ray: it is refused here instead.
+    """
+    resources = [node.get("Resources", {}) for node in nodes if node.get("Alive")]
+    if gpus_per_run is None:
+        gpus_per_run = 1 if any(r.get("GPU", 0) for r in resources) else 0
+    at_once = sum(_runs_on_node(r, cpus_per_run, gpus_per_run) for r in resources)
+    if at_once == 0:
+        largest = max(resources, key=lambda r: (r.get("CPU", 0), r.get("GPU", 0)), default={})
+        raise RegexpError(
+            f"no node of the Ray cluster can hold a run that reserves {cpus_per_run} CPUs and {gpus_per_run:g} GPUs "
+            f"(the largest has {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs); "
+            "lower --cpus-per-run or --gpus-per-run"
+        )
+    return Reservation(cpus_per_run, gpus_per_run, at_once)
+
+
+def _runs_on_node(resources: dict, cpus: int, gpus: float) -> int:
+    fits = math.floor(resources.get("CPU", 0) / cpus + 1e-9)
+    if gpus:
+        fits = min(fits, math.floor(resources.get("GPU", 0) / gpus + 1e-9))
+    return fits
+
+
+def write_run_folder(staging: Path, files: dict[str, bytes]) -> None:
+    """Write a run's files into a fresh `staging` folder atomically, metrics.json last."""
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for name in sorted(files, key=lambda n: n == results.METRICS):
+        relative = PurePosixPath(name)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise OSError(f"a worker sent a file outside its run folder: {name}")
+        path = staging.joinpath(*relative.parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        results.write_bytes_atomic(path, files[name])
+
+
+def store_result(root: Path, spec: RunSpec, result: WorkerResult, log) -> RunOutcome:
+    """Put a worker's run folder into place under the driver's `root`, as a local run would be.
+
+    A run with no files wrote into the shared root itself (or wrote nothing): its folder must
+    then be visible here, else `root` is not shared with that worker.
+    """
+    final = results.run_dir(root, spec.name)
+    outcome = replace(result.outcome, folder=final)
+    if not result.files:
+        if outcome.metrics is not None and results.read_metrics(final) is None:
+            message = f"the worker wrote {spec.name} where this machine cannot see it: is {root} shared with every node?"
+            log(f"{spec.name}: failed: {message}")
+            return RunOutcome(spec.name, FAILED, final, None, message)
+        return outcome
+    if outcome.status == FAILED and results.completed_hash(final) is not None:
+        return outcome  # a failed rerun (--force) keeps the completed run, as run_experiment does
+    staging = results.staging_dir(root, spec.name)
+    try:
+        write_run_folder(staging, result.files)
+        results.promote(staging, final)
+    except OSError as exc:
+        message = f"could not write results in {staging}: {exc.strerror or exc}"
+        log(f"{spec.name}: failed: {message}")
+        return RunOutcome(spec.name, FAILED, final, None, message)
+    return outcome
+
+
+def task_failure(root: Path, spec: RunSpec, error: Exception, log) -> RunOutcome:
+    """The outcome of a task that ended without a result: it raised, or its worker died too often."""
+    cause = getattr(error, "cause", None)  # a RayTaskError carries the exception the task raised
+    if cause is not None:
+        message = f"the Ray task raised {type(cause).__name__}: {cause}"
+    else:
+        summary = ANSI_ESCAPE.sub("", str(error)).strip().splitlines() or [""]
+        message = f"the Ray task was lost ({type(error).__name__}, {MAX_RETRIES} retries at most): {summary[0]}"
+    log(f"{spec.name}: failed: {message}")
+    return RunOutcome(spec.name, FAILED, results.run_dir(root, spec.name), None, message)
+
+
+def connect(ray, address: str | None) -> bool:
+    """Connect to the cluster at `address` (None: Ray's default); False if already connected."""
+    if ray.is_initialized():
+        return False  # a program (or a test) that embeds regexp connected already: use its cluster
+    ray.init(address=address, log_to_driver=False)  # each run's lines come back with its result
+    return True
+
+
+def run_on_ray(todo: list[RunSpec], root: Path, *, address: str | None, cpus_per_run: int,
+               gpus_per_run: float | None, shared_results: bool, force: bool, progress, outcomes: dict, log) -> None:
+    """Run `todo` as Ray tasks and write each finished run under `root`; fills `outcomes` by name.
+
+    With `shared_results`, `root` is a folder every node mounts at the same path, and the
+    workers write into it directly.
+    """
+    if not todo:
+        return
+    ray = require_ray()
+    connected_here = connect(ray, address)
+    pending: dict = {}
+    try:
+        reservation = plan_reservation(ray.nodes(), cpus_per_run, gpus_per_run)
+        progress.jobs = min(reservation.at_once, len(todo))
+        where = f"writing into the shared {root.resolve()}" if shared_results else "results come back here"
+        log(f"running on the Ray cluster at {ray.get_runtime_context().gcs_address}: {reservation.describe()}; {where}")
+        shared_root = str(root.resolve()) if shared_results else None
+        task = ray.remote(max_calls=1)(run_task)  # a fresh worker process per run, as locally
+        for spec in todo:
+            options = task.options(name=f"regexp:{spec.name}", num_cpus=reservation.cpus, num_gpus=reservation.gpus,
+                                   max_retries=MAX_RETRIES, retry_exceptions=False)
+            pending[options.remote(spec, reservation.cpus, reservation.gpus, shared_root, force)] = spec
+        log(progress.line(f"submitted {len(todo)} run{'s' * (len(todo) > 1)}"))
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
+            for ref in ready:
+                spec = pending.pop(ref)
+                outcome, where, seconds = collect(ray, ref, spec, root, log)
+                outcomes[spec.name] = outcome
+                progress.record(outcome, seconds)
+                log(progress.line(f"{spec.name}: {outcome.status}{where}"))
+    except KeyboardInterrupt:
+        stop_tasks(ray, list(pending))
+        raise
+    finally:
+        if connected_here:
+            ray.shutdown()
+
+
+def stop_tasks(ray, refs: list) -> None:
+    """Interrupt unfinished runs and give their workers a moment to delete their private roots."""
+    for ref in refs:
+        ray.cancel(ref)  # a KeyboardInterrupt in the run's worker, as Ctrl-C would be locally
+    if refs:
+        ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_SECONDS)
+
+
+def collect(ray, ref, spec: RunSpec, root: Path, log) -> tuple[RunOutcome, str, float]:
+    """A finished task's outcome, with its files written under `root`: (outcome, ' on <worker>', seconds)."""
+    try:
+        result: WorkerResult = ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        return task_failure(root, spec, exc, log), "", 0.0
+    for line in result.log_lines:
+        log(line)
+    if result.gpus_without_memory_growth:
+        log(f"{spec.name}: warning: GPU memory growth was not on for {', '.join(result.gpus_without_memory_growth)}")
+    return store_result(root, spec, result, log), f" on {result.worker}", result.seconds

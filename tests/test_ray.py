@@ -1,0 +1,279 @@
+"""`regexp sweep --backend ray` against a Ray instance this module starts on 127.0.0.1 only.
+
+Ray binds its servers to the machine's outward address unless told it is not part of a
+cluster: the variable below (read when Ray is imported) keeps every server on 127.0.0.1, and
+the fixture checks that before and after starting Ray.
+"""
+
+import os
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's switch for a loopback-only node
+
+import json  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
+
+from conftest import TINY, merge, write_config  # noqa: E402
+from regexp import ray_backend  # noqa: E402
+from regexp.config import load_runs  # noqa: E402
+from regexp.errors import RegexpError  # noqa: E402
+from regexp.results import read_history  # noqa: E402
+from regexp.runner import COMPLETED, FAILED, RunOutcome  # noqa: E402
+from regexp.sweep import run_sweep  # noqa: E402
+
+LOOPBACK = "127.0.0.1"
+TINY5 = merge(TINY, {"model": {"num_classes": 5}})
+# Long enough that the test can kill its worker between epochs: ~24 steps an epoch, 3 epochs.
+SLOW5 = merge(TINY5, {"data": {"limit": 1500, "test_limit": 100}, "training": {"epochs": 3, "batch_size": 50}})
+# metrics.json fields that measure the machine, not the run.
+TIMINGS = {"wall_time_s", "train_samples_per_s", "finished_at"}
+SWEEP_TIMEOUT_S = 240
+
+
+@dataclass
+class RayHead:
+    address: str  # the GCS address a driver connects to
+    work_dir: Path  # where the workers make their private results roots
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A 2-CPU Ray instance on 127.0.0.1, shut down at the end whatever happens.
+
+    Its workers inherit the environment set here: their private roots go under a folder the
+    test can watch, and they use a test cache.
+    """
+    from ray._private import services
+
+    if services.get_node_ip_address() != LOOPBACK:
+        pytest.fail("Ray would bind to an outward address; refusing to start it")
+    work_dir = tmp_path_factory.mktemp("ray-workers")
+    worker_env = {ray_backend.WORK_DIR_ENV: str(work_dir), "TF_CPP_MIN_LOG_LEVEL": "3",
+                  "REGEXP_CACHE": str(tmp_path_factory.mktemp("ray-cache"))}
+    saved = {key: os.environ.get(key) for key in worker_env}
+    os.environ.update(worker_env)
+    try:
+        context = ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, _node_ip_address=LOOPBACK,
+                           object_store_memory=200 * 2**20, log_to_driver=False)
+        _restore_env(saved)
+        assert context.address_info["node_ip_address"] == LOOPBACK
+        assert context.address_info["gcs_address"].startswith(f"{LOOPBACK}:")
+        yield RayHead(context.address_info["gcs_address"], work_dir)
+    finally:
+        _restore_env(saved)
+        ray.shutdown()
+
+
+def _restore_env(saved: dict) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def start_ray_sweep(folder: Path, root: Path, head: RayHead, log: Path, *options: str) -> subprocess.Popen:
+    """`regexp sweep --backend ray --address HEAD` as a separate driver process."""
+    command = [sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(root),
+               "--backend", "ray", "--address", head.address, "--cpus-per-run", "1", *options]
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def kill_worker_once_training(head: RayHead, run: str, process: subprocess.Popen, timeout: float = 150) -> int:
+    """SIGKILL the worker that trains `run` once its first epoch's checkpoint is saved; its pid.
+
+    The worker's private root is named regexp-ray-<pid>-<random>.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        for marker in head.work_dir.glob(f"regexp-ray-*/.inprogress/{run}/checkpoint/training_metadata.json"):
+            pid = int(re.fullmatch(r"regexp-ray-(\d+)-\w+", marker.relative_to(head.work_dir).parts[0]).group(1))
+            os.kill(pid, signal.SIGKILL)
+            return pid
+        assert process.poll() is None, "the sweep ended before the test could kill a worker"
+        assert time.monotonic() < deadline, f"no worker started training {run}"
+        time.sleep(0.05)
+
+
+def finish(process: subprocess.Popen, timeout: float) -> int:
+    """Wait for the sweep; past `timeout`, kill its process group and fail."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        pytest.fail(f"the Ray sweep did not finish in {timeout}s")
+
+
+def run_folders(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def assert_same_runs(local: Path, remote: Path) -> None:
+    """Same run folders, same files, same bytes; metrics.json equal but for its timings."""
+    names = run_folders(local)
+    assert names == run_folders(remote) and len(names) == 4
+    for name in names:
+        files = sorted(p.name for p in (local / name).iterdir())
+        assert files == sorted(p.name for p in (remote / name).iterdir()), name
+        for file in files:
+            if file != "metrics.json":
+                assert (local / name / file).read_bytes() == (remote / name / file).read_bytes(), f"{name}/{file}"
+        a, b = (json.loads((root / name / "metrics.json").read_text()) for root in (local, remote))
+        assert {k: v for k, v in a.items() if k not in TIMINGS} == {k: v for k, v in b.items() if k not in TIMINGS}, name
+
+
+def test_a_ray_sweep_writes_what_a_local_one_does_even_when_a_worker_is_killed_mid_run(cli, tmp_path, ray_head):
+    folder = tmp_path / "configs"
+    write_config(folder, "a_slow", SLOW5)
+    write_config(folder, "grid", merge(TINY5, {"regularizer": {"type": "l2", "targets": ["activity"]},
+                                               "sweep": {"training.seed": [0, 1, 2]}}))
+    # One TensorFlow thread per run on both sides (Ray: --cpus-per-run 1; local: as many jobs as
+    # cores), so the numbers must agree to the bit.
+    local, remote, log = tmp_path / "local", tmp_path / "ray", tmp_path / "ray.log"
+    started = time.perf_counter()
+    result = cli("sweep", folder, "--results", local, "--jobs", max(2, os.cpu_count() or 1))
+    local_seconds = time.perf_counter() - started
+    assert result.exit_code == 0, result.output
+
+    started = time.perf_counter()
+    process = start_ray_sweep(folder, remote, ray_head, log)
+    killed = kill_worker_once_training(ray_head, "a_slow", process)
+    returncode = finish(process, SWEEP_TIMEOUT_S)
+    ray_seconds = time.perf_counter() - started
+    output = log.read_text()
+    assert returncode == 0, output
+    print(f"four-run sweep: local --jobs 2 {local_seconds:.1f}s, ray (one worker killed) {ray_seconds:.1f}s")
+
+    assert f"running on the Ray cluster at {LOOPBACK}:" in output and "each run reserves 1 CPU" in output
+    assert "[sweep 4/4 done" in output
+    finished_on = re.search(r"a_slow: completed on \S+ pid (\d+)", output)
+    assert finished_on and int(finished_on.group(1)) != killed  # retried in another worker
+    assert_same_runs(local, remote)
+    for name in run_folders(remote):
+        metrics = json.loads((remote / name / "metrics.json").read_text())
+        assert metrics["status"] == COMPLETED
+        # Thread pools sized before TensorFlow started, so memory growth (set next) came before any model.
+        assert metrics["training_path"]["threads"] == {"intra_op": 1, "inter_op": 1}
+    assert json.loads((remote / "a_slow" / "metrics.json").read_text())["epochs_run"] == 3
+    assert not (remote / ".inprogress").exists() and not list(remote.rglob("*.tmp"))
+    assert (remote / "summary.md").exists()
+
+    again = subprocess.run(
+        [sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(remote), "--backend", "ray",
+         "--address", ray_head.address], capture_output=True, text=True, timeout=SWEEP_TIMEOUT_S)
+    assert again.returncode == 0 and "4 already completed, 0 to run" in again.stdout, again.stdout + again.stderr
+
+
+def task_pid(name: str, timeout: float = 60) -> int:
+    """The pid of the Ray worker running task `name` (Ray titles it ray::<name>) in this module's Ray."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").iterdir():
+            try:
+                title = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                raylet = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                started_by_us = int((Path("/proc") / str(raylet) / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid()
+            except (OSError, ValueError, IndexError):
+                continue
+            if title.startswith(f"ray::{name}") and started_by_us:
+                return int(proc.name)
+        time.sleep(0.05)
+    pytest.fail(f"no Ray worker runs {name}")
+
+
+def test_with_shared_results_a_killed_run_resumes_from_its_checkpoint(tmp_path, ray_head):
+    folder, root, log = tmp_path / "configs", tmp_path / "shared", tmp_path / "ray.log"
+    write_config(folder, "a_slow", SLOW5)
+    process = start_ray_sweep(folder, root, ray_head, log, "--shared-results")
+    checkpoint = root / ".inprogress" / "a_slow" / "checkpoint" / "training_metadata.json"
+    deadline = time.monotonic() + 150
+    while not checkpoint.exists():  # written straight into the shared root, by the worker
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    killed = task_pid("regexp:a_slow")
+    os.kill(killed, signal.SIGKILL)
+    returncode = finish(process, SWEEP_TIMEOUT_S)
+    output = log.read_text()
+    assert returncode == 0, output
+    assert "writing into the shared" in output and "a_slow: synthetic (5 classes)" in output
+    finished_on = re.search(r"a_slow: completed on \S+ pid (\d+)", output)
+    assert finished_on and int(finished_on.group(1)) != killed
+    metrics = json.loads((root / "a_slow" / "metrics.json").read_text())
+    assert metrics["status"] == COMPLETED and metrics["epochs_run"] == 3
+    assert metrics["resumed_from_epoch"] >= 1  # the retry found the dead worker's checkpoint
+    assert [row["epoch"] for row in read_history(root / "a_slow" / "history.csv")] == [1, 2, 3]
+    assert not (root / ".inprogress").exists()
+
+
+def test_an_exception_in_a_task_fails_that_run_once_and_the_others_are_written(tmp_path, ray_head, monkeypatch):
+    folder = tmp_path / "configs"
+    specs = load_runs(write_config(folder, "grid", merge(TINY5, {"sweep": {"training.seed": [0, 1]}})), [])
+    attempts = tmp_path / "attempts"
+    fake_metrics = {"run": "grid__seed-1", "status": COMPLETED, "config_hash": "h", "test_loss": 1.0, "test_accuracy": 0.5}
+
+    def fake_run(spec, cpus, gpus, shared_root, force):  # runs in a Ray worker, pickled by value
+        with open(attempts, "a") as f:
+            f.write(spec.name + "\n")
+        if spec.name.endswith("seed-0"):
+            raise RuntimeError("injected fault outside run_experiment")
+        outcome = RunOutcome(spec.name, COMPLETED, Path("elsewhere"), fake_metrics)
+        files = {"config.yaml": b"config\n", "sub/notes.txt": b"notes\n", "metrics.json": json.dumps(fake_metrics).encode()}
+        return ray_backend.WorkerResult(outcome, files, [f"{spec.name}: trained"], 0.1, "worker", [])
+
+    monkeypatch.setattr(ray_backend, "run_task", fake_run)
+    lines: list[str] = []
+    root = tmp_path / "results"
+    outcomes = run_sweep(specs, root, backend="ray", log=lines.append)
+
+    assert [o.status for o in outcomes] == [FAILED, COMPLETED]
+    assert "injected fault outside run_experiment" in outcomes[0].message
+    assert sorted(attempts.read_text().split()) == ["grid__seed-0", "grid__seed-1"]  # no retry of the exception
+    assert not (root / "grid__seed-0").exists()
+    assert outcomes[1].folder == root / "grid__seed-1"
+    assert (root / "grid__seed-1" / "sub" / "notes.txt").read_bytes() == b"notes\n"
+    assert json.loads((root / "grid__seed-1" / "metrics.json").read_text()) == fake_metrics
+    assert "grid__seed-1: trained" in lines and any(line.startswith("[sweep 2/2 done, 1 failed") for line in lines)
+    assert ray.is_initialized()  # a cluster the caller connected to is left connected
+
+
+def test_without_ray_the_backend_says_how_to_install_it_and_options_must_match_the_backend(cli, tmp_path, monkeypatch):
+    folder = tmp_path / "configs"
+    write_config(folder, "plain", TINY5)
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
+    missing = cli("sweep", folder, "--results", tmp_path / "r", "--backend", "ray")
+    assert missing.exit_code == 2
+    assert missing.output.strip() == f"error: {ray_backend.RAY_INSTALL_HINT}" and 'pip install -e ".[ray]"' in missing.output
+    jobs = cli("sweep", folder, "--results", tmp_path / "r", "--backend", "ray", "--jobs", "2")
+    assert jobs.exit_code == 2 and "--jobs is for the local backend" in jobs.output
+    address = cli("sweep", folder, "--results", tmp_path / "r", "--address", "127.0.0.1:6379")
+    assert address.exit_code == 2 and "need --backend ray" in address.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_help_imports_neither_ray_nor_tensorflow():
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom regexp.cli import app\n"
+            "assert CliRunner().invoke(app, ['sweep', '--help']).exit_code == 0\n"
+            "assert 'ray' not in sys.modules and 'tensorflow' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_reservation_no_node_can_hold_is_refused_before_anything_is_submitted():
+    nodes = [{"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}}, {"Alive": False, "Resources": {"CPU": 64.0}}]
+    assert ray_backend.plan_reservation(nodes, 1, None).gpus == 1  # GPUs in the cluster: one per run by default
+    assert ray_backend.plan_reservation(nodes, 2, 0).at_once == 2
+    assert ray_backend.plan_reservation(nodes, 1, 0.25).at_once == 4
+    with pytest.raises(RegexpError, match="no node of the Ray cluster can hold"):
+        ray_backend.plan_reservation(nodes, 8, 0)
