@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import peak_memory_mb
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 TRAIN, TEST = 112_800, 18_800  # EMNIST-balanced: 131,600 images in all
@@ -44,19 +46,6 @@ def arrays(content: str) -> tuple[np.ndarray, ...]:
     return x_train, y_train, x_test, y_test
 
 
-def peak_memory_mb() -> float:
-    """This process's peak resident memory: VmHWM (counts only this program's image, whereas
-    ru_maxrss also keeps the high-water mark of the parent that started it), else ru_maxrss."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(content: str) -> None:

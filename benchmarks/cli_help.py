@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import busy_cpu_seconds
+
 REPO = Path(__file__).resolve().parents[1]
 GOAL_S = 0.3
 
@@ -25,13 +27,6 @@ def command() -> list[str]:
     return [str(script), "--help"] if script.exists() else [sys.executable, "-m", "regexp", "--help"]
 
 
-def busy_cpu_seconds() -> float | None:
-    try:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:

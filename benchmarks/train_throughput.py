@@ -13,8 +13,8 @@ ratio B/A.
 (A) is the reference: `model.fit` on float32 numpy arrays scaled /255 (N, 28, 28, 1), one-hot
 targets, categorical cross-entropy, `validation_split=0.2`, batch 250, Adam, the reference CNN
 as a plain keras.Sequential, no regularizer, verbose=0.
-(B) is regexp: `regexp.train.make_splits` + `regexp.model.build_model/compile_model` +
-`regexp.train.fit`, set up as `regexp.runner` does (threads, determinism, precision "auto",
+(B) is regexp: `regexp.runner.prepare_training` (the runner's own set-up: threads,
+determinism, precision "auto", input streams, model) + `regexp.train.fit` (
 BackupAndRestore checkpoints every epoch), verbose=0.
 (P) is (B) with an activity penalty (default: configs/elasticnet_activity.yaml, the costliest),
 measured for the study extrapolation.
@@ -39,6 +39,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import busy_cpu_seconds, peak_memory_mb
 
 REPO = Path(__file__).resolve().parents[1]
 EMNIST_TRAIN = 112_800  # EMNIST-balanced's training split: 90,240 train + 22,560 validation
@@ -140,10 +142,10 @@ def _run_reference(samples: int, epochs: int, clock: _Clock) -> dict:
 
 def _run_regexp(samples: int, epochs: int, clock: _Clock, penalty_config: str | None) -> dict:
     """regexp's path, set up the way regexp.runner._train_and_record does."""
-    from regexp import model as model_lib
     from regexp import train
     from regexp.config import load_config, validate
     from regexp.data import Dataset
+    from regexp.runner import prepare_training
 
     x_train, y_train, x_test, y_test = _data(samples)
     if penalty_config:
@@ -154,13 +156,7 @@ def _run_regexp(samples: int, epochs: int, clock: _Clock, penalty_config: str | 
         update={"training": config.training.model_copy(update={"epochs": epochs, "seed": SEED, "precision": "auto"})}
     )
     data = Dataset(x_train, y_train, x_test, y_test, CLASSES, "synthetic")
-    thread_counts = train.configure_threads(None, None)
-    train.enable_gpu_memory_growth()
-    precision, reason = train.choose_precision(config.training.precision)
-    train.enable_determinism(config.training.seed)
-    splits = train.make_splits(data, config.training.batch_size, config.training.validation_split, config.training.seed)
-    model = model_lib.build_model(config, data.num_classes, precision)
-    model_lib.compile_model(model, config.training.learning_rate)
+    model, splits, precision, reason, thread_counts = prepare_training(config, data)
     logs: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="regexp-bench-") as tmp:
         train.fit(model, splits, epochs, checkpoint_dir=str(Path(tmp) / "checkpoint"),
@@ -176,19 +172,6 @@ def _run_regexp(samples: int, epochs: int, clock: _Clock, penalty_config: str | 
     }
 
 
-def peak_memory_mb() -> float:
-    """This process's peak resident memory: VmHWM (counts only this program's image, whereas
-    ru_maxrss may also keep the high-water mark of the parent that started it), else ru_maxrss."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(kind: str, samples: int, epochs: int, penalty_config: str | None) -> None:
@@ -260,14 +243,6 @@ def machine() -> dict:
     return info
 
 
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds the whole machine has spent busy (all processes, /proc/stat), or None."""
-    try:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
 
 
 def measure(kind: str, args) -> dict | None:

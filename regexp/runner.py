@@ -164,6 +164,23 @@ def _failure_metrics(spec: RunSpec, message: str, trace: str, seconds: float) ->
     }
 
 
+def prepare_training(config, data: Dataset, threads: int | None = None):
+    """Runtime settings, input streams and the compiled model of a run, in the order TensorFlow
+    needs (threads before its first op, GPU memory growth before any model):
+    returns (model, splits, precision, precision_reason, thread_counts)."""
+    from regexp import model as model_lib
+    from regexp import train
+
+    thread_counts = train.configure_threads(threads, 1 if threads else None)
+    train.enable_gpu_memory_growth()
+    precision, precision_reason = train.choose_precision(config.training.precision)
+    train.enable_determinism(config.training.seed)
+    splits = train.make_splits(data, config.training.batch_size, config.training.validation_split, config.training.seed)
+    model = model_lib.build_model(config, data.num_classes, precision)
+    model_lib.compile_model(model, config.training.learning_rate)
+    return model, splits, precision, precision_reason, thread_counts
+
+
 def _train_and_record(spec, data, staging, resumed, verbose, threads, log) -> dict:
     # TensorFlow is imported here, not at module level: the CLI must start without it.
     from regexp import model as model_lib
@@ -172,13 +189,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, log) -> di
 
     config = spec.config
     started = time.perf_counter()
-    thread_counts = train.configure_threads(threads, 1 if threads else None)
-    train.enable_gpu_memory_growth()
-    precision, precision_reason = train.choose_precision(config.training.precision)
-    train.enable_determinism(config.training.seed)
-    splits = train.make_splits(data, config.training.batch_size, config.training.validation_split, config.training.seed)
-    model = model_lib.build_model(config, data.num_classes, precision)
-    model_lib.compile_model(model, config.training.learning_rate)
+    model, splits, precision, precision_reason, thread_counts = prepare_training(config, data, threads)
     results.write_text_atomic(staging / "model.txt", model_lib.model_summary(model, config))
 
     history_path = staging / results.HISTORY
