@@ -12,8 +12,10 @@ Keras is probed once so that the penalty is never divided twice, nor summed over
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from regexp.config import LAYER_NAMES, ExperimentConfig, RegularizerConfig, penalty_layers
@@ -60,8 +62,50 @@ def make_regularizer(entry: RegularizerConfig) -> keras.regularizers.Regularizer
     raise ValueError(f"no regularizer for type {entry.type!r}")
 
 
+def penalty_coefficients(penalty: keras.regularizers.Regularizer) -> tuple[float, float]:
+    """(l1, l2) of a Keras L1, L2 or L1L2 regularizer."""
+    config = penalty.get_config()
+    return float(config.get("l1", 0.0)), float(config.get("l2", 0.0))
+
+
+@functools.cache
+def fused_penalty(l1: float, l2: float) -> Callable:
+    """x -> l1 * sum|x| + l2 * sum x^2, accumulated in float32, with its gradient.
+
+    Written as TensorFlow ops, the penalty and its gradient are about a dozen passes over
+    the activations (cast, abs, square, two sums; tile, sign, four multiplies, cast, add),
+    which made an activity penalty on conv1's 26x26x32 output cost 12 ms of a 21 ms step.
+    Here the value and the gradient are each one XLA-compiled pass (about 3 ms); the
+    arithmetic is the same, summed in a different order.
+    """
+
+    def weighted(x):
+        terms = []
+        if l1:
+            terms.append(l1 * tf.abs(x))
+        if l2:
+            terms.append(l2 * tf.square(x))
+        return tf.add_n(terms) if terms else tf.zeros_like(x)
+
+    @tf.function(jit_compile=True)
+    def value(x):
+        return tf.reduce_sum(weighted(tf.reshape(tf.cast(x, tf.float32), [-1])))
+
+    @tf.function(jit_compile=True)
+    def slope(x, upstream):
+        xf = tf.cast(x, tf.float32)
+        return tf.cast(upstream * (l1 * tf.sign(xf) + (2.0 * l2) * xf), x.dtype)
+
+    @tf.custom_gradient
+    def penalty(x):
+        return value(x), lambda upstream: slope(x, upstream)
+
+    return penalty
+
+
 class ActivityPenalty(keras.regularizers.Regularizer):
-    """A penalty on a layer's output, computed in float32 and averaged over the batch.
+    """A Keras L1, L2 or L1L2 penalty on a layer's output, summed in float32 and averaged
+    over the batch, computed by `fused_penalty`.
 
     float32 because under mixed_bfloat16 the activations are bfloat16, whose 8-bit mantissa
     would round a sum over a whole batch badly. `divide_by_batch` is set only when the
@@ -71,9 +115,10 @@ class ActivityPenalty(keras.regularizers.Regularizer):
     def __init__(self, penalty: keras.regularizers.Regularizer, divide_by_batch: bool):
         self.penalty = penalty
         self.divide_by_batch = divide_by_batch
+        self._fused = fused_penalty(*penalty_coefficients(penalty))
 
     def __call__(self, x):
-        value = self.penalty(ops.cast(x, "float32"))
+        value = self._fused(x)
         if self.divide_by_batch:
             value = value / ops.cast(ops.shape(x)[0], "float32")
         return value
@@ -110,6 +155,44 @@ def activity_semantics() -> dict:
         "keras_divides_by_batch": keras_divides,
         "regexp_divides_by_batch": not keras_divides,
     }
+
+
+class RandomBitsDropout(keras.layers.Dropout):
+    """Keras's Dropout, with its mask cut from random integers instead of random floats.
+
+    Keras draws one Philox float per element and selects twice (forward and backward);
+    this draws one 32-bit word per four elements (per two when the rate is not a whole
+    number of 256ths) and multiplies by a mask of 0 and 1/(1 - rate): the same layer in
+    expectation, about 3x cheaper, which is 15 % of a bfloat16 training step on CPU. A
+    byte compares exactly for rates that are whole 256ths (0.25 is 64/256); other rates
+    are rounded to the nearest 65536th. Seeds come from the layer's SeedGenerator, as in
+    Keras, so runs are reproducible and a checkpoint resumes the sequence.
+    """
+
+    def __init__(self, rate, **kwargs):
+        if kwargs.get("noise_shape") is not None:
+            raise ValueError("RandomBitsDropout draws one value per element: noise_shape is not supported")
+        super().__init__(rate, **kwargs)
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        if self.rate == 1:
+            return ops.zeros_like(inputs)
+        threshold = self.rate * 256
+        if threshold == int(threshold):
+            draw_dtype, per_word = tf.uint8, 4
+        else:
+            draw_dtype, per_word, threshold = tf.uint16, 2, round(self.rate * 65536)
+        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
+        size = tf.size(inputs)
+        words = tf.random.stateless_uniform(
+            [(size + per_word - 1) // per_word], seed, minval=None, maxval=None, dtype=tf.uint32
+        )
+        draws = tf.reshape(tf.bitcast(words, draw_dtype), [-1])[:size]
+        keep = tf.reshape(draws >= tf.constant(int(threshold), draw_dtype), tf.shape(inputs))
+        scale = tf.constant(1.0 / (1.0 - self.rate), inputs.dtype)
+        return inputs * tf.where(keep, scale, tf.zeros((), inputs.dtype))
 
 
 class PenaltyTrackingModel(keras.Model):
@@ -151,10 +234,10 @@ def build_model(config: ExperimentConfig, num_classes: int, precision: str = "fl
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
     x = layers.Conv2D(m.conv1_filters, 3, activation="relu", name="conv1", dtype=precision, **penalties("conv1"))(inputs)
     x = layers.MaxPooling2D(2, name="pool1", dtype=precision)(x)
-    x = layers.Dropout(m.dropout, name="drop1", dtype=precision)(x)
+    x = RandomBitsDropout(m.dropout, name="drop1", dtype=precision)(x)
     x = layers.Conv2D(m.conv2_filters, 3, activation="relu", name="conv2", dtype=precision, **penalties("conv2"))(x)
     x = layers.MaxPooling2D(2, name="pool2", dtype=precision)(x)
-    x = layers.Dropout(m.dropout, name="drop2", dtype=precision)(x)
+    x = RandomBitsDropout(m.dropout, name="drop2", dtype=precision)(x)
     x = layers.Flatten(name="flatten", dtype=precision)(x)
     x = layers.Dense(m.dense_units, activation="relu", name="dense1", dtype=precision, **penalties("dense1"))(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="dense2", dtype="float32", **penalties("dense2"))(x)

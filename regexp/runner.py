@@ -252,7 +252,8 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, log) -> di
             "precision": precision,
             "precision_reason": precision_reason,
             "threads": thread_counts,
-            "xla": False,
+            "dropout": "RandomBitsDropout (masks cut from random bytes)",
+            "xla": "activity penalties only (value and gradient)" if _has_activity_penalty(config) else "not used",
         },
         "versions": train.versions(),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -260,6 +261,10 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, log) -> di
     metrics = _finite(metrics)
     results.write_json_atomic(staging / results.METRICS, metrics)
     return metrics
+
+
+def _has_activity_penalty(config) -> bool:
+    return any(entry.type != "none" and "activity" in entry.targets for entry in config.penalties)
 
 
 def _finite(value):

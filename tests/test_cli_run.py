@@ -27,6 +27,7 @@ def test_each_reference_config_runs_one_epoch_and_writes_its_files(cli, tmp_path
     history = read_history(folder / "history.csv")
     assert [row["epoch"] for row in history] == [1]
     assert ("penalty" in history[0]) == (name != "none")
+    assert metrics["training_path"]["xla"] == ("activity penalties only (value and gradient)" if "activity" in name else "not used")
     assert not (tmp_path / ".inprogress").exists()
 
 

@@ -12,10 +12,10 @@ from regexp import model as model_lib  # noqa: E402
 REFERENCE_LAYERS = [
     ("conv1", "Conv2D", (None, 26, 26, 32)),
     ("pool1", "MaxPooling2D", (None, 13, 13, 32)),
-    ("drop1", "Dropout", (None, 13, 13, 32)),
+    ("drop1", "RandomBitsDropout", (None, 13, 13, 32)),
     ("conv2", "Conv2D", (None, 11, 11, 64)),
     ("pool2", "MaxPooling2D", (None, 5, 5, 64)),
-    ("drop2", "Dropout", (None, 5, 5, 64)),
+    ("drop2", "RandomBitsDropout", (None, 5, 5, 64)),
     ("flatten", "Flatten", (None, 1600)),
     ("dense1", "Dense", (None, 256)),
     ("dense2", "Dense", (None, 47)),
@@ -90,3 +90,44 @@ def test_weight_sparsity_counts_small_weights():
     sparsity = model_lib.weight_sparsity(model)
     assert sparsity["layers"]["dense2"] == pytest.approx(10 / (2560 + 10))
     assert sparsity["layers"]["conv1"] == 1.0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("rate", [0.25, 0.1])  # a whole number of 256ths (byte draws), and not (16-bit draws)
+def test_random_bits_dropout_keeps_one_minus_rate_and_scales_what_it_keeps(dtype, rate):
+    layer = model_lib.RandomBitsDropout(rate, seed=1, dtype=dtype)
+    x = keras.ops.ones((200, 50, 100), dtype)
+    y = keras.ops.convert_to_numpy(keras.ops.cast(layer(x, training=True), "float32"))
+    kept = y != 0
+    assert kept.mean() == pytest.approx(1 - rate, abs=0.003)  # 1e6 draws: 3 standard errors is < 0.0013
+    scale = float(keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.cast(1 / (1 - rate), dtype), "float32")))
+    assert np.all(y[kept] == scale)
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), keras.ops.convert_to_numpy(x))
+
+
+def test_random_bits_dropout_draws_a_fresh_mask_each_call_and_repeats_from_the_same_seed():
+    x = keras.ops.ones((64, 13, 13, 32))
+    first, second = model_lib.RandomBitsDropout(0.25, seed=7), model_lib.RandomBitsDropout(0.25, seed=7)
+    a1, a2 = (keras.ops.convert_to_numpy(first(x, training=True)) for _ in range(2))
+    b1 = keras.ops.convert_to_numpy(second(x, training=True))
+    assert not np.array_equal(a1, a2)
+    assert np.array_equal(a1, b1)
+
+
+def test_random_bits_dropout_passes_gradients_through_the_kept_elements_only():
+    import tensorflow as tf
+
+    layer = model_lib.RandomBitsDropout(0.25, seed=3)
+    x = tf.random.uniform((32, 5, 5, 64)) + 1.0
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        loss = tf.reduce_sum(y)
+    gradient = tape.gradient(loss, x).numpy()
+    assert np.allclose(gradient, y.numpy() / x.numpy())  # d(x * mask)/dx = mask: 0 or 1/(1 - rate)
+
+
+def test_random_bits_dropout_refuses_a_noise_shape():
+    with pytest.raises(ValueError, match="noise_shape"):
+        model_lib.RandomBitsDropout(0.25, noise_shape=(None, 1, 1, 32))
+
