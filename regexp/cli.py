@@ -180,16 +180,22 @@ class ImageFormat(str, enum.Enum):
 def plot(
     root: Annotated[Path, typer.Argument(help="A results root, or one run folder.")] = Path("results"),
     format: Annotated[ImageFormat, typer.Option("--format", "-f", help="Image format of the figures.")] = ImageFormat.png,
+    redraw: Annotated[bool, typer.Option(
+        "--redraw", help="Redraw every run's own loss and accuracy curves, also those already drawn after its "
+                         "last epoch (e.g. after upgrading regexp).")] = False,
 ) -> None:
-    """Redraw curves, comparison figures and the summary from saved runs (no training, no TensorFlow)."""
+    """Draw the comparison figures and the summary from saved runs, and any run's curves that are
+    missing or out of date (no training, no TensorFlow)."""
     from regexp.plots import plot_results
     from regexp.results import find_runs
 
     with user_errors():
         if not find_runs(root):
             raise RegexpError(f"{root}: no runs here (a run folder holds a metrics.json)")
-        written = plot_results(root, format.value)
-    typer.echo(f"wrote {len(written)} files under {root}")
+        report = plot_results(root, format.value, redraw=redraw)
+    current = (f" ({report.runs_current} of {report.runs} runs' curves were up to date; --redraw redraws them)"
+               if report.runs_current else "")
+    typer.echo(f"wrote {len(report.written)} files under {root}{current}")
 
 
 def main() -> None:

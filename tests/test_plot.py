@@ -67,3 +67,23 @@ def test_summary_combines_runs_copied_from_several_machines(cli, tmp_path):
 def test_plot_of_an_empty_folder_says_so(cli, tmp_path):
     result = cli("plot", tmp_path)
     assert result.exit_code == 2 and "no runs here" in result.output
+
+
+def test_plot_redraws_only_missing_or_outdated_run_curves_unless_asked(cli, tmp_path):
+    make_results(tmp_path)
+    assert cli("plot", tmp_path).exit_code == 0
+    drawn = {run.name: (run / "loss.png").stat().st_mtime_ns for run in tmp_path.iterdir() if run.is_dir()}
+    outdated, missing = tmp_path / "none", tmp_path / "grid__lambda-0.1__seed-0"
+    (outdated / "history.csv").write_text((outdated / "history.csv").read_text())  # a newer history
+    (missing / "accuracy.png").unlink()
+
+    result = cli("plot", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "5 of 7 runs' curves were up to date" in result.output
+    redrawn = {name for name, before in drawn.items() if (tmp_path / name / "loss.png").stat().st_mtime_ns != before}
+    assert redrawn == {outdated.name, missing.name}
+    assert (missing / "accuracy.png").exists()
+
+    result = cli("plot", tmp_path, "--redraw")
+    assert result.exit_code == 0 and "up to date" not in result.output
+    assert all((tmp_path / name / "loss.png").stat().st_mtime_ns != before for name, before in drawn.items())
