@@ -2,10 +2,10 @@
 
 Times, interleaved in short blocks so that all parts see the same machine weather: the
 forward pass in training mode (with dropout) and in inference mode, forward + backward,
-Adam's update, a whole step written out by hand, and Keras's own train step. Then the two
-Dropout layers' random masks: Keras's `stateless_dropout` (one Philox float per element)
-against a mask cut from random bytes (one Philox word per 4 elements; exact for rate 0.25,
-as 0.25 * 256 is whole), to size what a cheaper dropout in the model would save.
+Adam's update, a whole step written out by hand, and Keras's own train step (the model is
+regexp's, with its RandomBitsDropout). Then the two Dropout layers' masks: Keras's
+`stateless_dropout` (one Philox float per element) against regexp's RandomBitsDropout (one
+Philox word per 4 elements; exact for rate 0.25, as 0.25 * 256 is whole).
 
     python benchmarks/step_breakdown.py                    # both precisions
     python benchmarks/step_breakdown.py --precision mixed_bfloat16 --blocks 12
@@ -104,30 +104,26 @@ def step_parts(precision: str, blocks: int) -> dict[str, float]:
 def dropout_parts(precision: str, blocks: int) -> dict[str, float]:
     import tensorflow as tf
 
+    from regexp.model import RandomBitsDropout
+
     dtype = tf.bfloat16 if "bfloat16" in precision else tf.float32
     shapes = [(250, 13, 13, 32), (250, 5, 5, 64)]  # the outputs of pool1 and pool2
     inputs = [tf.cast(tf.random.uniform(s), dtype) for s in shapes]
     seed = tf.constant([1, 2], tf.int32)
-
-    def byte_dropout(x, rate):
-        n = tf.size(x)
-        words = tf.random.stateless_uniform([(n + 3) // 4], seed, minval=None, maxval=None, dtype=tf.uint32)
-        draws = tf.reshape(tf.bitcast(words, tf.uint8), [-1])[:n]
-        keep = tf.reshape(draws >= tf.constant(round(rate * 256), tf.uint8), tf.shape(x))
-        return tf.where(keep, x * tf.cast(1.0 / (1.0 - rate), x.dtype), tf.zeros_like(x))
+    layers = [RandomBitsDropout(0.25, seed=i, dtype=dtype.name) for i in range(len(shapes))]
 
     @tf.function
     def keras_masks():
         return [tf.nn.experimental.stateless_dropout(x, 0.25, seed=seed) for x in inputs]
 
     @tf.function
-    def byte_masks():
-        return [byte_dropout(x, 0.25) for x in inputs]
+    def random_bits_masks():
+        return [layer(x, training=True) for layer, x in zip(layers, inputs)]
 
-    kept = float(tf.reduce_mean(tf.cast(byte_masks()[0] != 0, tf.float32)))
+    kept = float(tf.reduce_mean(tf.cast(random_bits_masks()[0] != 0, tf.float32)))
     result = timed_blocks({"dropout x2, Keras (stateless_dropout)": keras_masks,
-                           "dropout x2, byte mask": byte_masks}, blocks, 10)
-    result["(byte mask keeps)"] = kept
+                           "dropout x2, regexp (RandomBitsDropout)": random_bits_masks}, blocks, 10)
+    result["(RandomBitsDropout keeps)"] = kept
     return result
 
 

@@ -73,10 +73,11 @@ def fused_penalty(l1: float, l2: float) -> Callable:
     """x -> l1 * sum|x| + l2 * sum x^2, accumulated in float32, with its gradient.
 
     Written as TensorFlow ops, the penalty and its gradient are about a dozen passes over
-    the activations (cast, abs, square, two sums; tile, sign, four multiplies, cast, add),
-    which made an activity penalty on conv1's 26x26x32 output cost 12 ms of a 21 ms step.
-    Here the value and the gradient are each one XLA-compiled pass (about 3 ms); the
-    arithmetic is the same, summed in a different order.
+    the activations (cast, abs, square, two sums; tile, sign, four multiplies, cast, add):
+    on conv1's 26x26x32 output alone, 12 ms per bfloat16 step on 2 CPU cores. Here the value
+    and the gradient are each one XLA-compiled pass (elastic net on every layer's activity:
+    38.7 -> 25.0 ms per step, against 20.5 ms without a penalty). Same arithmetic, summed in
+    a different order.
     """
 
     def weighted(x):

@@ -247,7 +247,8 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, log) -> di
             "test": splits.test_size,
         },
         "training_path": {
-            "input": "tf.data (uint8 in memory, autotune off, repeating stream of index-shuffled batches)",
+            "input": "tf.data (uint8 in memory, autotune off, repeating stream of index-shuffled batches, "
+                     + (f"{splits.prefetch} prefetched)" if splits.prefetch else "no prefetch on CPU)"),
             "steps_per_execution": int(model.steps_per_execution),
             "precision": precision,
             "precision_reason": precision_reason,

@@ -131,3 +131,21 @@ def test_random_bits_dropout_refuses_a_noise_shape():
     with pytest.raises(ValueError, match="noise_shape"):
         model_lib.RandomBitsDropout(0.25, noise_shape=(None, 1, 1, 32))
 
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("l1, l2", [(0.01, 0.0), (0.0, 0.1), (0.01, 0.02)])
+def test_fused_penalty_value_and_gradient_match_the_formula(dtype, l1, l2):
+    import tensorflow as tf
+
+    x = tf.cast(tf.random.stateless_normal((8, 6, 6, 4), seed=[1, 2]), dtype)
+    reference = np.asarray(tf.cast(x, tf.float64))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = model_lib.fused_penalty(l1, l2)(x) * 0.5  # an upstream gradient other than 1
+    gradient = tape.gradient(value, x)
+    assert gradient.dtype == x.dtype
+    assert float(value) == pytest.approx(0.5 * (l1 * np.abs(reference).sum() + l2 * (reference ** 2).sum()), rel=1e-5)
+    expected = 0.5 * (l1 * np.sign(reference) + 2 * l2 * reference)
+    np.testing.assert_allclose(np.asarray(tf.cast(gradient, tf.float64)), expected, rtol=1e-2 if dtype == "bfloat16" else 1e-6,
+                               atol=1e-6)
