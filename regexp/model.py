@@ -195,6 +195,20 @@ class RandomBitsDropout(keras.layers.Dropout):
         scale = tf.constant(1.0 / (1.0 - self.rate), inputs.dtype)
         return inputs * tf.where(keep, scale, tf.zeros((), inputs.dtype))
 
+    # Keras saves a layer's own variables only, not its SeedGenerator's state: a run resumed
+    # from a checkpoint would draw its first epochs' masks again. Saving it makes a resumed
+    # run continue the sequence, as if never interrupted.
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        if self.rate > 0:
+            store["seed_generator_state"] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        # Dropout has no variables of its own: the state is all there is to load (a checkpoint
+        # written by a Keras Dropout has none, and leaves the state as it is).
+        if self.rate > 0 and "seed_generator_state" in store:
+            self.seed_generator.state.assign(store["seed_generator_state"])
+
 
 class PenaltyTrackingModel(keras.Model):
     """A functional model that also reports the penalty part of its loss as `penalty`."""
