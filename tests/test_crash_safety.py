@@ -20,9 +20,10 @@ SLOW = merge(TINY5, {"data": {"limit": 3000, "test_limit": 100}, "training": {"e
 
 
 def sweep_process(folder: Path, root: Path, log: Path) -> subprocess.Popen:
-    """The sweep as started from a terminal. An ignored SIGINT is inherited across exec, and in
-    a whole-suite run pytest's own process was found ignoring it (source not found, not
-    regexp's code): the child gets Python's default Ctrl-C handling, as in a shell."""
+    """The sweep as started from a shell, with Python's default Ctrl-C handling. An ignored
+    SIGINT is inherited across exec; whole-suite runs once had the sweep train on through the
+    test's SIGINT, and pytest's own process was later seen ignoring SIGINT (cause not found;
+    not regexp's code), so the child's disposition is set here rather than inherited."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
