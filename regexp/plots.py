@@ -25,8 +25,8 @@ from regexp.results import write_bytes_atomic  # noqa: E402
 
 FIGURE_SIZE = (7, 4.5)
 DPI = 100
-# A fixed title height: matplotlib otherwise measures the tick labels to place each title,
-# a third of the time of drawing a run's small figure.
+# A fixed title height: matplotlib otherwise measures the tick labels to place each title
+# (about a tenth of the time of drawing a run's small figure).
 TITLE_Y = 1.01
 
 
