@@ -15,10 +15,13 @@ asynchronous callback dispatch.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import keras
@@ -271,6 +274,37 @@ class EpochRecorder(keras.callbacks.Callback):
 # --------------------------------------------------------------------------- fit and evaluate
 
 
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def repair_checkpoint(checkpoint_dir: str) -> None:
+    """Make a checkpoint that a kill left half-written loadable again.
+
+    Keras's BackupAndRestore (double_checkpoint) copies the last pair of weights and
+    training_metadata.json to `.bkp` files, then writes the new pair in place. A kill while
+    it writes the weights is handled by Keras (it falls back to the `.bkp` pair); a kill
+    while it writes the metadata leaves a file that fails to parse, and Keras stops with a
+    JSONDecodeError. Here the `.bkp` pair (the epoch before) is put back, or, without one,
+    the checkpoint is dropped and the run starts over.
+    """
+    folder = Path(checkpoint_dir)
+    metadata, weights = folder / "training_metadata.json", folder / "latest.weights.h5"
+    if not metadata.exists() or _readable_json(metadata):
+        return
+    previous_metadata, previous_weights = Path(f"{metadata}.bkp"), Path(f"{weights}.bkp")
+    if previous_weights.exists() and _readable_json(previous_metadata):
+        shutil.copyfile(previous_weights, weights)
+        shutil.copyfile(previous_metadata, metadata)  # last: until it is whole, this repair runs again
+    else:
+        weights.unlink(missing_ok=True)
+        metadata.unlink()
+
+
 def steps_per_execution(steps_per_epoch: int, limit: int) -> int:
     """The most batches per graph call, up to `limit`, that divide an epoch evenly.
 
@@ -315,6 +349,7 @@ def fit(
         model.train_function = model.test_function = model.predict_function = None  # retrace
     # double_checkpoint keeps the previous epoch's checkpoint: a kill in the middle of writing
     # the latest one (Keras writes it in place) falls back to it instead of failing to resume.
+    repair_checkpoint(checkpoint_dir)
     backup = keras.callbacks.BackupAndRestore(
         checkpoint_dir, save_freq="epoch", delete_checkpoint=True, double_checkpoint=True
     )

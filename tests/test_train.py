@@ -54,3 +54,26 @@ def test_batches_are_prepared_ahead_only_on_a_gpu(monkeypatch, gpus, expected):
 @pytest.mark.parametrize("batches, limit, expected", [(361, 32, 19), (77, 32, 11), (24, 32, 24), (13, 32, 13), (64, 32, 32)])
 def test_steps_per_execution_is_the_largest_divisor_of_the_epoch_up_to_the_limit(batches, limit, expected):
     assert train.steps_per_execution(batches, limit) == expected
+
+
+@pytest.mark.parametrize("with_previous", [True, False])
+def test_a_checkpoint_killed_while_writing_its_epoch_falls_back_to_the_one_before(tmp_path, with_previous):
+    (tmp_path / "latest.weights.h5").write_bytes(b"epoch 5 weights")
+    (tmp_path / "training_metadata.json").write_text("")  # killed while Keras wrote it in place
+    if with_previous:
+        (tmp_path / "latest.weights.h5.bkp").write_bytes(b"epoch 4 weights")
+        (tmp_path / "training_metadata.json.bkp").write_text('{"epoch": 4, "batch": 0}')
+    train.repair_checkpoint(str(tmp_path))
+    if with_previous:
+        assert (tmp_path / "latest.weights.h5").read_bytes() == b"epoch 4 weights"
+        assert (tmp_path / "training_metadata.json").read_text() == '{"epoch": 4, "batch": 0}'
+    else:  # nothing to fall back to: start over
+        assert not (tmp_path / "latest.weights.h5").exists() and not (tmp_path / "training_metadata.json").exists()
+
+
+def test_a_whole_checkpoint_is_left_as_it_is(tmp_path):
+    (tmp_path / "latest.weights.h5").write_bytes(b"epoch 5 weights")
+    (tmp_path / "training_metadata.json").write_text('{"epoch": 5, "batch": 0}')
+    (tmp_path / "latest.weights.h5.bkp").write_bytes(b"epoch 4 weights")
+    train.repair_checkpoint(str(tmp_path))
+    assert (tmp_path / "latest.weights.h5").read_bytes() == b"epoch 5 weights"
