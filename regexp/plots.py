@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from regexp.results import write_bytes_atomic  # noqa: E402
+from regexp.results import HISTORY, write_bytes_atomic  # noqa: E402
 
 FIGURE_SIZE = (7, 4.5)
 DPI = 100
@@ -76,8 +76,6 @@ def plot_run(folder: Path, rows: list[dict], name: str, fmt: str = "png") -> lis
 def run_figures_current(folder: Path, fmt: str = "png") -> bool:
     """Whether `folder`'s loss and accuracy figures exist and were drawn after its history.csv
     was last written (as `regexp run` leaves them)."""
-    from regexp.results import HISTORY
-
     try:
         history = (folder / HISTORY).stat().st_mtime_ns
         return all((folder / f"{name}.{fmt}").stat().st_mtime_ns >= history for name in ("loss", "accuracy"))
@@ -227,7 +225,7 @@ def plot_results(root: Path, fmt: str = "png", redraw: bool = False) -> PlotRepo
     history (all of them with `redraw`, or when `root` is one run), and, for a root of several
     runs, the comparisons and the summary."""
     from regexp import summary
-    from regexp.results import HISTORY, find_runs, read_history, read_metrics
+    from regexp.results import find_runs, read_history, read_metrics
 
     single_run = (root / "metrics.json").exists()
     report = PlotReport()
