@@ -248,6 +248,11 @@ class EpochTimer(keras.callbacks.Callback):
             self._start = 0.0
 
 
+def restored_epoch(model: keras.Model) -> int:
+    """The epoch BackupAndRestore restored the model to at the start of `fit` (0 if none)."""
+    return getattr(model, "_initial_epoch", 0) or 0
+
+
 class StartStreamAtInitialEpoch(keras.callbacks.Callback):
     """Set the training stream's first epoch to the one training starts at: runs after
     BackupAndRestore, which sets it on resuming, and before the stream's first batch."""
@@ -257,7 +262,7 @@ class StartStreamAtInitialEpoch(keras.callbacks.Callback):
         self.first_epoch = first_epoch
 
     def on_train_begin(self, logs=None):
-        self.first_epoch.assign(getattr(self.model, "_initial_epoch", 0) or 0)
+        self.first_epoch.assign(restored_epoch(self.model))
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -365,7 +370,7 @@ def fit(
                    StartStreamAtInitialEpoch(splits.first_epoch), *callbacks],
         verbose=verbose,
     )
-    initial_epoch = getattr(model, "_initial_epoch", 0) or 0
+    initial_epoch = restored_epoch(model)
     epochs_run = initial_epoch + len(history.epoch)
     return FitResult(initial_epoch, epochs_run, guard.diverged_epoch, timer.train_seconds)
 
