@@ -102,6 +102,7 @@ def run(
     threads: ThreadsOption = None,
 ) -> None:
     """Run one experiment: train, evaluate, and write its results folder."""
+    from regexp import results as results_lib
     from regexp.config import load_runs
     from regexp.runner import COMPLETED, SKIPPED, run_experiment
 
@@ -109,6 +110,9 @@ def run(
         specs = load_runs(config, _overrides(epochs, set_))
         if len(specs) > 1:
             raise RegexpError(f"{config}: sweep: this config asks for {len(specs)} runs; use `regexp sweep {config}`")
+        for problem in results_lib.damaged_runs(results, [specs[0].name]):
+            typer.echo(f"damaged: {problem}; it is moved to {results / results_lib.DAMAGED} and trained again",
+                       err=True)
         outcome = run_experiment(specs[0], results, force=force, verbose=_keras_verbosity(), threads=threads)
     if outcome.status not in (COMPLETED, SKIPPED):
         raise typer.Exit(1)
@@ -142,6 +146,10 @@ def sweep(
         todo, done = plan(folder, _overrides(epochs, set_), results, force)
         results_lib.ensure_writable_root(results)
         typer.echo(f"{len(todo) + len(done)} runs: {len(done)} already completed, {len(todo)} to run -> {results}")
+        damaged = results_lib.damaged_runs(results, [spec.name for spec in todo])
+        for problem in damaged:
+            typer.echo(f"damaged: {problem}; it is moved to {results / results_lib.DAMAGED} and trained again",
+                       err=True)
         try:
             outcomes = run_sweep(todo, results, jobs=jobs, force=force, verbose=_keras_verbosity(), backend=backend.value,
                                  address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
@@ -153,9 +161,11 @@ def sweep(
                               results_lib.read_metrics(results_lib.run_dir(results, s.name))) for s in done]
         everything = sorted(skipped + outcomes, key=lambda o: o.name)
         typer.echo(status_table(everything))
-        plot_results(results)
+        skipped_folders = plot_results(results).skipped
+        for problem in skipped_folders:
+            typer.echo(f"skipped: {problem}", err=True)
         typer.echo(f"Summary: {results / 'summary.md'}")
-    if any(o.status not in (COMPLETED, SKIPPED) for o in everything):
+    if any(o.status not in (COMPLETED, SKIPPED) for o in everything) or damaged or skipped_folders:
         raise typer.Exit(1)
 
 
@@ -187,15 +197,18 @@ def plot(
     """Draw the comparison figures and the summary from saved runs, and any run's curves that are
     missing or out of date (no training, no TensorFlow)."""
     from regexp.plots import plot_results
-    from regexp.results import find_runs
 
     with user_errors():
-        if not find_runs(root):
+        report = plot_results(root, format.value, redraw=redraw) if root.is_dir() else None
+        if report is None or not (report.found or report.skipped):
             raise RegexpError(f"{root}: no runs here (a run folder holds a metrics.json)")
-        report = plot_results(root, format.value, redraw=redraw)
+    for problem in report.skipped:
+        typer.echo(f"skipped: {problem}", err=True)
     current = (f" ({report.runs_current} of {report.runs} runs' curves were up to date; --redraw redraws them)"
                if report.runs_current else "")
     typer.echo(f"wrote {len(report.written)} files under {root}{current}")
+    if report.skipped:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -213,35 +213,40 @@ def plot_lambda_grid(base: str, series: dict[str, list[tuple[float, dict]]], pat
 
 @dataclass
 class PlotReport:
-    """What `plot_results` wrote, and how many runs' own curves it found already up to date."""
+    """What `plot_results` wrote, and how many runs' own curves it found already up to date.
+
+    `found` counts the readable runs (those without history too); `runs` those with curves;
+    `skipped` has one line per damaged run folder, left out of everything ('<path>: <what is wrong>').
+    """
 
     written: list[Path] = field(default_factory=list)
     runs: int = 0
     runs_current: int = 0
+    found: int = 0
+    skipped: list[str] = field(default_factory=list)
 
 
 def plot_results(root: Path, fmt: str = "png", redraw: bool = False) -> PlotReport:
     """Draw the curves of every run under `root` whose figures are missing or older than its
     history (all of them with `redraw`, or when `root` is one run), and, for a root of several
-    runs, the comparisons and the summary."""
+    runs, the comparisons and the summary. Damaged run folders are left out and listed in the
+    report's `skipped`; runs without history (failed before training) are only summarised."""
     from regexp import summary
-    from regexp.results import find_runs, read_history, read_metrics
+    from regexp.results import is_run_folder, scan_runs
 
-    single_run = (root / "metrics.json").exists()
-    report = PlotReport()
-    runs, histories, tasks = [], {}, []
-    for folder in find_runs(root):
-        metrics = read_metrics(folder)
-        if metrics is None or not (folder / HISTORY).exists():
+    saved, skipped = scan_runs(root)
+    single_run = is_run_folder(root)
+    report = PlotReport(found=len(saved), skipped=skipped)
+    runs, histories, tasks = [run.metrics for run in saved], {}, []
+    for run in saved:
+        if not run.history:
             continue
-        rows = read_history(folder / HISTORY)
         report.runs += 1
-        if not (redraw or single_run) and run_figures_current(folder, fmt):
+        if not (redraw or single_run) and run_figures_current(run.folder, fmt):
             report.runs_current += 1
         else:
-            tasks.append((folder, rows, metrics.get("run", folder.name), fmt))
-        runs.append(metrics)
-        histories[metrics.get("run", folder.name)] = rows
+            tasks.append((run.folder, run.history, run.metrics["run"], fmt))
+        histories[run.metrics["run"]] = run.history
     written = report.written
     written += plot_runs(tasks)
     if single_run or not runs:

@@ -115,8 +115,10 @@ def promote(staging: Path, final: Path) -> None:
     """Move a finished staging folder into place, replacing an older run of that name.
 
     The old folder is renamed aside first and removed only once the new one is in place;
-    if the second rename fails the old one is put back.
+    if the second rename fails the old one is put back. A damaged old folder is not removed:
+    it is moved to `.damaged/` (set_aside_damaged).
     """
+    set_aside_damaged(final.parent, final.name)
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")

@@ -38,8 +38,9 @@ class RunOutcome:
 def existing_completed(spec: RunSpec, root: Path, force: bool) -> bool:
     """True if `spec` is already completed under `root` with the same config (so: skip it).
 
-    A completed run of a different config under the same name is never replaced without
-    `force`: that raises ResultsError.
+    A damaged run folder (results.load_run cannot read it) holds no completed run: it is trained
+    again, after `set_aside_damaged_run` has moved it aside. A completed run of a different config
+    under the same name is never replaced without `force`: that raises ResultsError.
     """
     done = results.completed_hash(results.run_dir(root, spec.name))
     if done is None or force:
@@ -50,6 +51,18 @@ def existing_completed(spec: RunSpec, root: Path, force: bool) -> bool:
         f"{root / spec.name}: holds a completed run of a different config ({spec.source}); "
         "pass --force to replace it, or choose another --results folder"
     )
+
+
+def set_aside_damaged_run(root: Path, name: str, log=print) -> None:
+    """Move a damaged `<root>/<name>` to `<root>/.damaged/` (nothing a user wrote is deleted) and
+    say where; raises ResultsError if it cannot be moved. (The CLI has said what is wrong with it.)"""
+    folder = results.run_dir(root, name)
+    try:
+        aside = results.set_aside_damaged(root, name)
+    except OSError as exc:
+        raise ResultsError(f"{folder}: damaged, and it cannot be moved aside ({exc.strerror or exc})") from None
+    if aside is not None:
+        log(f"{name}: moved the damaged folder {folder} to {aside}; training the run again")
 
 
 _DATA_MEMO: dict[str, Dataset] = {}
@@ -101,6 +114,7 @@ def run_experiment(
         return RunOutcome(spec.name, SKIPPED, final, results.read_metrics(final))
     data = load_run_data(spec)
     results.ensure_writable_root(root)
+    set_aside_damaged_run(root, spec.name, log)
     staging = results.staging_dir(root, spec.name)
     config = spec.config
     try:

@@ -1,6 +1,6 @@
 """Summary of a results root: one row per config, mean ± std over seeds, best first.
 
-Reads metrics.json files only (no TensorFlow). Runs are grouped by their config's name (the
+Reads metrics.json files only (no TensorFlow); damaged run folders are left out (results.scan_runs). Runs are grouped by their config's name (the
 grid point, seed left out) and `group_hash`, the hash of the resolved config without its seed,
 so the seeds of one config share a row wherever they ran.
 Standard deviations are sample standard deviations (n - 1); empty for a single run.
@@ -13,7 +13,7 @@ import io
 import statistics
 from pathlib import Path
 
-from regexp.results import find_runs, read_metrics, write_text_atomic
+from regexp.results import scan_runs, write_text_atomic
 
 COLUMNS = [
     "config", "runs", "completed", "test_accuracy_mean", "test_accuracy_std", "test_loss_mean", "test_loss_std",
@@ -41,8 +41,8 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def load_all(root: Path) -> list[dict]:
-    """metrics.json of every run folder under root."""
-    return [m for m in (read_metrics(folder) for folder in find_runs(root)) if m]
+    """metrics.json of every readable run under root; damaged run folders are left out (scan_runs names them)."""
+    return [run.metrics for run in scan_runs(root)[0]]
 
 
 def group_runs(runs: list[dict]) -> dict[str, list[dict]]:

@@ -251,3 +251,159 @@ def test_set_aside_damaged_moves_the_folder_untouched_and_leaves_good_runs(tmp_p
     DAMAGES["history_bad_row"][0](tmp_path / "history_bad_row")
     again = set_aside_damaged(tmp_path, "history_bad_row")
     assert again != aside and again.exists() and aside.exists()
+
+
+# --------------------------------------------------------------------------- plot, summary
+
+
+def summary_configs(root: Path) -> list[str]:
+    with open(root / "summary.csv", newline="") as f:
+        return sorted(row["config"] for row in csv.DictReader(f))
+
+
+def test_summary_leaves_damaged_runs_out_and_keeps_every_readable_one(tmp_path):
+    from regexp import summary
+
+    good = make_good_runs(tmp_path)
+    damage_corpus(tmp_path)
+    rows = summary.write_summary(tmp_path)
+    assert sorted(row["config"] for row in rows) == summary_configs(tmp_path) == sorted(good)
+    failed = next(row for row in rows if row["config"] == "good_failed_before_training")
+    assert (failed["runs"], failed["completed"], failed["failed"]) == (1, 0, 1)
+
+
+def test_plot_names_each_damaged_folder_draws_the_rest_and_exits_1(cli, tmp_path):
+    good = make_good_runs(tmp_path)
+    expected = damage_corpus(tmp_path)
+    result = cli("plot", tmp_path)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    for line in expected.values():
+        assert result.output.count(f"skipped: {line}") == 1, (line, result.output)
+    assert result.output.count("skipped: ") == len(DAMAGES)
+    assert "wrote " in result.output
+    assert summary_configs(tmp_path) == sorted(good)
+    for name in ("good_a", "good_b"):
+        assert (tmp_path / name / "loss.png").stat().st_size > 1000
+    for figure in ("validation_accuracy.png", "validation_loss.png", "test_accuracy.png", "summary.md"):
+        assert (tmp_path / figure).exists(), figure
+    assert not (tmp_path / ".damaged").exists(), "plot only reads: nothing is moved"
+
+
+def test_plot_of_one_damaged_run_folder_names_it_and_writes_nothing(cli, tmp_path):
+    folder = good_run(tmp_path, "broken")
+    DAMAGES["history_extra_column"][0](folder)
+    result = cli("plot", folder)
+    assert result.exit_code == 1
+    assert f"skipped: {folder / 'history.csv'}: unknown column 'lr'" in result.output
+    assert not (folder / "loss.png").exists()
+
+
+def test_plot_of_a_file_is_a_user_error(cli, tmp_path):
+    (tmp_path / "x").write_text("x")
+    result = cli("plot", tmp_path / "x")
+    assert result.exit_code == 2 and "no runs here" in result.output
+
+
+def test_promote_moves_a_damaged_folder_aside_instead_of_deleting_it(tmp_path):
+    from regexp.results import promote
+
+    folder = good_run(tmp_path, "run")
+    DAMAGES["metrics_truncated"][0](folder)
+    before = (folder / "metrics.json").read_bytes()
+    staging = good_run(tmp_path / ".inprogress", "run")
+    promote(staging, folder)
+    assert load_run(folder).metrics["status"] == "completed"
+    (aside,) = (tmp_path / ".damaged").iterdir()
+    assert (aside / "metrics.json").read_bytes() == before
+
+
+# --------------------------------------------------------------------------- sweep and run train them again
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """Every file under `path` (or the file itself) with its bytes."""
+    if path.is_file():
+        return {"": path.read_bytes()}
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+RETRAINED = ["metrics_truncated", "metrics_empty", "history_bad_row", "history_missing_column",
+             "history_cut_short", "run_folder_is_a_file"]
+
+
+def test_sweep_trains_damaged_runs_again_keeping_the_damaged_copies_byte_for_byte(cli, tmp_path):
+    from conftest import TINY, merge, write_config
+
+    configs, root = tmp_path / "configs", tmp_path / "results"
+    tiny = merge(TINY, {"model": {"num_classes": 5}, "training": {"epochs": 3, "batch_size": 50}})
+    for name in [*RETRAINED, "untouched"]:
+        write_config(configs, name, tiny)
+    first = cli("sweep", configs, "--results", root)
+    assert first.exit_code == 0, first.output
+
+    expected, kept = {}, {}
+    for name in RETRAINED:
+        damage, file, says = DAMAGES[name]
+        damage(root / name)
+        expected[name] = f"{root / name / file if file else root / name}: {says}"
+        kept[name] = snapshot(root / name)
+    stray = good_run(root, "stray_from_elsewhere")
+    DAMAGES["history_bad_row"][0](stray)
+    stray_bytes = snapshot(stray)
+    untouched_stamp = (root / "untouched" / "metrics.json").stat().st_mtime_ns
+
+    second = cli("sweep", configs, "--results", root)
+    assert second.exit_code == 1, second.output
+    assert isinstance(second.exception, SystemExit) and "Traceback" not in second.output
+    assert f"{len(RETRAINED) + 1} runs: 1 already completed, {len(RETRAINED)} to run" in second.output
+    for name, line in expected.items():
+        assert second.output.count(f"damaged: {line}") == 1, (line, second.output)
+        assert load_run(root / name).metrics["status"] == "completed"
+        (aside,) = (root / ".damaged").glob(f"{name}-*")
+        assert f"moved the damaged folder {root / name} to {aside}" in second.output
+        assert snapshot(aside) == kept[name], name
+    assert second.output.count(f"skipped: {stray / 'history.csv'}: row 3: 'abc' is not a number") == 1
+    assert snapshot(stray) == stray_bytes, "a damaged folder that is not part of the sweep is left as it is"
+    assert (root / "untouched" / "metrics.json").stat().st_mtime_ns == untouched_stamp
+    assert summary_configs(root) == sorted([*RETRAINED, "untouched"])
+
+    third = cli("sweep", configs, "--results", root)
+    assert f"{len(RETRAINED) + 1} already completed, 0 to run" in third.output
+    assert third.exit_code == 1 and "skipped: " in third.output and "damaged: " not in third.output
+
+
+def test_run_on_a_damaged_completed_folder_moves_it_aside_and_trains_again(cli, tmp_path):
+    from conftest import TINY, write_config
+
+    config, root = write_config(tmp_path / "configs", "tiny", TINY), tmp_path / "results"
+    assert cli("run", config, "--results", root).exit_code == 0
+    DAMAGES["metrics_garbled"][0](root / "tiny")
+    kept = snapshot(root / "tiny")
+    result = cli("run", config, "--results", root)
+    assert result.exit_code == 0, result.output
+    assert f"damaged: {root / 'tiny' / 'metrics.json'}: not valid JSON" in result.output
+    (aside,) = (root / ".damaged").iterdir()
+    assert snapshot(aside) == kept
+    assert load_run(root / "tiny").metrics["status"] == "completed"
+
+
+def test_a_damaged_folder_that_cannot_be_moved_fails_that_run_in_one_line(cli, tmp_path, monkeypatch):
+    from conftest import TINY, write_config
+
+    config, root = write_config(tmp_path / "configs", "tiny", TINY), tmp_path / "results"
+    folder = good_run(root, "tiny")
+    DAMAGES["history_empty"][0](folder)
+    kept = snapshot(folder)
+    real_rename = os.rename
+
+    def rename(source, target):
+        if Path(source) == folder:
+            raise PermissionError(13, "Permission denied")
+        return real_rename(source, target)
+
+    monkeypatch.setattr(os, "rename", rename)
+    result = cli("run", config, "--results", root)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert f"error: {folder}: damaged, and it cannot be moved aside (Permission denied)" in result.output
+    assert snapshot(folder) == kept and not (root / ".inprogress" / "tiny").exists()
