@@ -211,13 +211,26 @@ def load_run(folder: Path) -> SavedRun | None:
     if not os.path.lexists(folder):
         return None
     if not folder.is_dir():
-        raise DamagedRun(f"{folder}: is {'a file' if folder.is_file() else 'not a folder'}, not a run folder")
+        raise DamagedRun(f"{folder}: " + ("is a file, not a run folder" if folder.is_file() else "is not a folder"))
     try:
         names = set(os.listdir(folder))
+    except FileNotFoundError:
+        return None  # renamed away (promoted over, or set aside) since it was listed
     except OSError as exc:
         raise DamagedRun(f"{folder}: cannot be read ({exc.strerror or exc})") from None
     if not names & set(RUN_FILES):
         return None
+    try:
+        return _read_run(folder, names)
+    except _Vanished:
+        return None
+
+
+class _Vanished(Exception):
+    """A file listed a moment ago is gone: its folder was renamed away while it was read."""
+
+
+def _read_run(folder: Path, names: set[str]) -> SavedRun:
     metrics_path, history_path = folder / METRICS, folder / HISTORY
     if METRICS not in names:
         raise DamagedRun(f"{metrics_path}: missing")
@@ -268,6 +281,10 @@ def set_aside_damaged(root: Path, name: str) -> Path | None:
 def _read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
+    except FileNotFoundError:
+        if not os.path.lexists(path):
+            raise _Vanished from None
+        raise DamagedRun(f"{path}: cannot be read (a link to nothing)") from None
     except IsADirectoryError:
         raise DamagedRun(f"{path}: is a folder, not a file") from None
     except OSError as exc:
@@ -321,7 +338,7 @@ _METRICS_FIELDS = {
     "data": (lambda v: isinstance(v, dict) and isinstance(v.get("description", ""), str),
              "an object with a text 'description'"),
 }
-_REQUIRED_WHEN_COMPLETED = ("config_hash", "test_accuracy", "test_loss")
+_REQUIRED_WHEN_COMPLETED = ("test_accuracy", "test_loss")
 
 
 def _parse_metrics(path: Path) -> dict:
@@ -451,7 +468,10 @@ def history_csv(rows: list[dict]) -> str:
 
 def read_history(path: Path) -> list[dict]:
     """history.csv as a list of {column: number}, epoch as int; raises DamagedRun if it cannot be read."""
-    return _parse_history(Path(path))
+    try:
+        return _parse_history(Path(path))
+    except _Vanished:
+        raise DamagedRun(f"{path}: missing") from None
 
 
 # --------------------------------------------------------------------------- metrics.json
@@ -473,7 +493,7 @@ def completed_hash(folder: Path) -> str | None:
     except DamagedRun:
         return None
     if run is not None and run.metrics["status"] == "completed":
-        return run.metrics["config_hash"]
+        return run.metrics.get("config_hash")
     return None
 
 

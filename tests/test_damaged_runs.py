@@ -407,3 +407,20 @@ def test_a_damaged_folder_that_cannot_be_moved_fails_that_run_in_one_line(cli, t
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     assert f"error: {folder}: damaged, and it cannot be moved aside (Permission denied)" in result.output
     assert snapshot(folder) == kept and not (root / ".inprogress" / "tiny").exists()
+
+
+def test_a_run_folder_renamed_away_while_it_is_read_is_absent_not_damaged(tmp_path, monkeypatch):
+    folder = good_run(tmp_path, "promoted_over")
+    listed = os.listdir(folder)
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path=".": listed if Path(path) == folder else real_listdir(path))
+    for name in listed:
+        (folder / name).unlink()
+    assert load_run(folder) is None
+
+
+def test_a_metrics_link_to_nothing_is_damaged(tmp_path):
+    folder = good_run(tmp_path, "linked")
+    (folder / "metrics.json").unlink()
+    (folder / "metrics.json").symlink_to(tmp_path / "nowhere.json")
+    assert scan_runs(tmp_path) == ([], [f"{folder / 'metrics.json'}: cannot be read (a link to nothing)"])
