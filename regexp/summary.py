@@ -1,8 +1,8 @@
 """Summary of a results root: one row per config, mean ± std over seeds, best first.
 
-Reads metrics.json files only (no TensorFlow); damaged run folders are left out (results.scan_runs). Runs are grouped by their config's name (the
-grid point, seed left out) and `group_hash`, the hash of the resolved config without its seed,
-so the seeds of one config share a row wherever they ran.
+Reads metrics.json files only (no TensorFlow); damaged run folders are left out (results.scan_runs).
+Runs are grouped by their config's name (the grid point, seed left out) and `group_hash`, the hash
+of the resolved config without its seed, so the seeds of one config share a row wherever they ran.
 Standard deviations are sample standard deviations (n - 1); empty for a single run.
 """
 
