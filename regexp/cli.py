@@ -165,6 +165,7 @@ def sweep(
         for problem in skipped_folders:
             typer.echo(f"skipped: {problem}", err=True)
         typer.echo(f"Summary: {results / 'summary.md'}")
+        _write_report(results, None, name_skipped=False)  # plot_results named them just above
     if any(o.status not in (COMPLETED, SKIPPED) for o in everything) or damaged or skipped_folders:
         raise typer.Exit(1)
 
@@ -209,6 +210,33 @@ def plot(
     typer.echo(f"wrote {len(report.written)} files under {root}{current}")
     if report.skipped:
         raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    root: Annotated[Path, typer.Argument(help="A results root.")] = Path("results"),
+    baseline: Annotated[Optional[str], typer.Option(
+        "--baseline", "-b", help="The config every other is compared with (default: the only one without "
+                                 "regularization).")] = None,
+) -> None:
+    """Write report.html, report.md and stats.csv: each config's test accuracy with its 95 % interval,
+    its difference from the baseline (paired or Welch t-test, Holm-corrected) and why (no TensorFlow)."""
+    with user_errors():
+        written = _write_report(root, baseline)
+    if written.skipped:
+        raise typer.Exit(1)
+
+
+def _write_report(root: Path, baseline: str | None, name_skipped: bool = True):
+    """Write the report of `root`, name what was skipped, and print the answer."""
+    from regexp.report import write_report
+
+    written = write_report(root, baseline)
+    for line in written.skipped if name_skipped else []:
+        typer.echo(f"skipped: {line}", err=True)
+    typer.echo("\n".join(written.answer))
+    typer.echo(f"Report: {root / 'report.html'} (and report.md, stats.csv)")
+    return written
 
 
 def main() -> None:

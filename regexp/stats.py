@@ -170,10 +170,10 @@ def choose_baseline(groups: dict[str, list[dict]], requested: str | None = None)
     if requested is not None:
         if requested not in groups:
             raise RegexpError(f"--baseline: no config {requested!r} here; the configs are: {', '.join(groups)}")
-        return requested, f"{requested}, as asked with --baseline"
+        return requested, "as asked with --baseline"
     unregularized = [label for label, members in groups.items() if _is_unregularized(members)]
     if len(unregularized) == 1:
-        return unregularized[0], f"{unregularized[0]}, the only config without regularization"
+        return unregularized[0], "the only config without regularization"
     if not unregularized:
         return None, "no config without regularization, and none chosen with --baseline"
     return None, (f"{len(unregularized)} configs have no regularization ({', '.join(unregularized)}); "

@@ -1,0 +1,225 @@
+"""The report's figures, drawn from plain data (no files read here, no TensorFlow).
+
+Each function returns a matplotlib Figure built without pyplot (as plots.py does), or None
+when there is nothing to draw; `png_data_uri` turns one into an inline image for the HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import statistics
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.ticker
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from regexp import stats
+
+DPI = 100
+# log10 |w| bins: magnitudes below 1e-8 (and exact zeros) are counted in the first bin.
+LOG10_WEIGHT_RANGE = (-8.0, 1.0)
+WEIGHT_BINS = 90
+VERDICT_COLORS = {stats.BETTER: "#1a7f37", stats.WORSE: "#cf222e", stats.NO_DIFFERENCE: "#57606a"}
+NOT_TESTED_COLOR = "#9a6700"
+
+
+def png_data_uri(fig: Figure) -> str:
+    """The figure as a data: URI of a PNG, for an <img> that needs no other file."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _colors(labels: list[str]) -> dict[str, tuple]:
+    palette = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"].colors
+    return {label: palette[i % len(palette)] for i, label in enumerate(labels)}
+
+
+def _points(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:+.1f}"
+
+
+def forest_plot(rows: list[stats.ConfigStats], baseline: str) -> Figure | None:
+    """Each config's difference from the baseline in test accuracy (percentage points), with
+    its 95 % interval, coloured and labelled by verdict; configs not tested show their mean
+    difference alone (a hollow marker), or nothing when they have none."""
+    rows = [r for r in rows if r.config != baseline and r.comparison is not None]
+    if not rows:
+        return None
+    rows = rows[::-1]  # first row at the top
+    label_inches = 0.3 + 0.075 * max(len(r.config) for r in rows)
+    text_inches, plot_inches = 3.4, 5.0
+    width, height = label_inches + plot_inches + text_inches, 1.3 + 0.45 * len(rows)
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    fig.subplots_adjust(left=label_inches / width, right=(label_inches + plot_inches) / width,
+                        top=1 - 0.55 / height, bottom=0.7 / height)
+    ax = fig.subplots()
+    ax.axvline(0, color="black", linewidth=1)
+    for y, row in enumerate(rows):
+        c = row.comparison
+        color = VERDICT_COLORS.get(row.verdict, NOT_TESTED_COLOR)
+        if c.ci_low is not None:
+            ax.plot([100 * c.ci_low, 100 * c.ci_high], [y, y], color=color, linewidth=2.5, solid_capstyle="butt")
+        if c.diff_mean is not None:
+            tested = c.p_value is not None
+            ax.plot(100 * c.diff_mean, y, "o", markersize=8, color=color,
+                    markerfacecolor=color if tested else "white", markeredgewidth=2)
+        if c.p_value is not None:
+            text = (f"{_points(c.diff_mean)} [{_points(c.ci_low)}, {_points(c.ci_high)}]  "
+                    f"p(Holm) {row.p_holm:.3g}\n{row.verdict}")
+        else:
+            text = f"{_points(c.diff_mean)} (no interval)\n{row.verdict}"
+        ax.annotate(text, xy=(1.02, y), xycoords=("axes fraction", "data"), va="center", fontsize=8, color=color)
+    ax.set_yticks(range(len(rows)), [r.config for r in rows], fontsize=9)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_xlabel(f"test accuracy minus {baseline}'s (percentage points)")
+    ax.set_title(f"Difference from the baseline ({baseline}), 95 % confidence interval", fontsize=11)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def lambda_curves(grids: dict[str, dict[str, dict[float, list[float]]]],
+                  baseline: tuple[str, list[float]] | None = None) -> Figure | None:
+    """Test accuracy against λ (log axis), one panel per grid, one line per series: the mean
+    over seeds with its 95 % t interval as a band; the baseline's mean and interval as a
+    grey horizontal band."""
+    grids = {base: series for base, series in grids.items() if any(series.values())}
+    if not grids:
+        return None
+    fig = Figure(figsize=(6.2 * len(grids) + 0.4, 4.6), dpi=DPI)
+    fig.subplots_adjust(left=0.1 / len(grids), right=0.98, top=0.88, bottom=0.14, wspace=0.25)
+    axes = fig.subplots(1, len(grids), squeeze=False)[0]
+    for ax, (base, series) in zip(axes, sorted(grids.items())):
+        if baseline is not None and baseline[1]:
+            mean, interval = stats.mean_interval(baseline[1])
+            ax.axhline(mean, color="0.35", linestyle="--", linewidth=1, label=f"{baseline[0]} (baseline)")
+            if interval:
+                ax.axhspan(*interval, color="0.5", alpha=0.15, linewidth=0)
+        for (label, by_lambda), color in zip(sorted(series.items()), _colors(sorted(series)).values()):
+            lambdas = sorted(lam for lam in by_lambda if lam > 0 and by_lambda[lam])
+            summaries = [stats.mean_interval(by_lambda[lam]) for lam in lambdas]
+            means = [mean for mean, _ in summaries]
+            low = [interval[0] if interval else mean for mean, interval in summaries]
+            high = [interval[1] if interval else mean for mean, interval in summaries]
+            counts = sorted({len(by_lambda[lam]) for lam in lambdas})
+            ax.plot(lambdas, means, marker="o", color=color,
+                    label=f"{label} (n = {'/'.join(map(str, counts))} per λ)")
+            ax.fill_between(lambdas, low, high, color=color, alpha=0.2, linewidth=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("λ (log scale)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"{base}: test accuracy against λ", fontsize=11)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle("Line: mean over seeds; band: 95 % confidence interval of the mean", fontsize=9, y=0.975)
+    return fig
+
+
+def weight_histograms(histograms: dict[str, dict[str, list[float]]], layers: tuple[str, ...],
+                      threshold: float | None = None) -> Figure | None:
+    """Per layer, the distribution of |kernel weight| of each config (its seeds pooled): the
+    fraction of weights per log10 bin (WEIGHT_BINS over LOG10_WEIGHT_RANGE) as a step line."""
+    if not histograms:
+        return None
+    colors = _colors(list(histograms))
+    low, high = LOG10_WEIGHT_RANGE
+    edges = [10 ** (low + (high - low) * i / WEIGHT_BINS) for i in range(WEIGHT_BINS + 1)]
+    fig = Figure(figsize=(12, 3.6 + 0.22 * math.ceil(len(histograms) / 3)), dpi=DPI)
+    fig.subplots_adjust(left=0.06, right=0.99, top=0.86, bottom=0.3 + 0.03 * math.ceil(len(histograms) / 3),
+                        wspace=0.22)
+    axes = fig.subplots(1, len(layers))
+    for ax, layer in zip(axes, layers):
+        for label, per_layer in histograms.items():
+            counts = per_layer.get(layer)
+            if counts and sum(counts):
+                total = sum(counts)
+                ax.stairs([c / total for c in counts], edges, color=colors[label], linewidth=1.4)
+        if threshold:
+            ax.axvline(threshold, color="black", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_title(layer, fontsize=10)
+        ax.set_xlabel("|weight| (log scale)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("fraction of weights per bin")
+    handles = [Line2D([], [], color=colors[label], linewidth=2, label=label) for label in histograms]
+    if threshold:
+        handles.append(Line2D([], [], color="black", linestyle=":", label=f"near-zero threshold {threshold:g}"))
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle("Kernel weight magnitudes per layer, by config (final weights, seeds pooled)", fontsize=11)
+    return fig
+
+
+def activation_bars(activations: dict[str, dict[str, dict[str, list[float]]]],
+                    layers: tuple[str, ...]) -> Figure | None:
+    """Per layer, each config's mean |activation| (log axis) and fraction of zero activations
+    on the test set: a bar for the mean over seeds, a dot for each run."""
+    if not activations:
+        return None
+    labels = list(activations)
+    colors = _colors(labels)
+    fig = Figure(figsize=(12, 4.3 + 0.22 * math.ceil(len(labels) / 3)), dpi=DPI)
+    fig.subplots_adjust(left=0.07, right=0.99, top=0.88, bottom=0.24 + 0.03 * math.ceil(len(labels) / 3),
+                        wspace=0.2)
+    axes = fig.subplots(1, 2)
+    width = 0.8 / len(labels)
+    for ax, key, ylabel in ((axes[0], "mean_abs", "mean |activation| (log scale)"),
+                            (axes[1], "zero_fraction", "fraction of activations = 0")):
+        for i, label in enumerate(labels):
+            for j, layer in enumerate(layers):
+                values = activations[label].get(layer, {}).get(key) or []
+                if not values:
+                    continue
+                x = j - 0.4 + width * (i + 0.5)
+                ax.bar(x, statistics.fmean(values), width=width * 0.9, color=colors[label], alpha=0.75)
+                ax.plot([x] * len(values), values, "o", color="black", markersize=2.5)
+        ax.set_xticks(range(len(layers)), layers)
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[1].set_ylim(0, 1)
+    handles = [Line2D([], [], color=colors[label], linewidth=6, alpha=0.75, label=label) for label in labels]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle("Activations on the test set per layer (bar: mean over seeds; dots: each run)", fontsize=11)
+    return fig
+
+
+def generalization_gap(histories: dict[str, list[list[dict]]]) -> Figure | None:
+    """Training minus validation accuracy per epoch, one line per config (mean over its
+    seeds, band ±1 standard deviation where there are several)."""
+    curves = {}
+    for label, runs in histories.items():
+        by_epoch: dict[int, list[float]] = {}
+        for rows in runs:
+            for row in rows:
+                if "accuracy" in row and "val_accuracy" in row:
+                    by_epoch.setdefault(row["epoch"], []).append(row["accuracy"] - row["val_accuracy"])
+        if by_epoch:
+            curves[label] = by_epoch
+    if not curves:
+        return None
+    colors = _colors(list(curves))
+    legend_inches = 0.6 + 0.07 * max(len(label) for label in curves)
+    width = 8 + legend_inches
+    fig = Figure(figsize=(width, 4.5), dpi=DPI)
+    fig.subplots_adjust(left=0.8 / width, right=7.8 / width, top=0.9, bottom=0.12)
+    ax = fig.subplots()
+    ax.axhline(0, color="black", linewidth=0.8)
+    for label, by_epoch in curves.items():
+        epochs = sorted(by_epoch)
+        means = [statistics.fmean(by_epoch[e]) for e in epochs]
+        sds = [statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs]
+        ax.plot(epochs, means, marker="o", markersize=3, color=colors[label], label=label)
+        ax.fill_between(epochs, [m - s for m, s in zip(means, sds)], [m + s for m, s in zip(means, sds)],
+                        color=colors[label], alpha=0.15, linewidth=0)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training − validation accuracy")
+    ax.set_title("Generalization gap per epoch (mean over seeds, band ±1 std)", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return fig
