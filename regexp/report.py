@@ -327,8 +327,7 @@ def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dic
         "Distribution of the final kernel weights' magnitudes per layer (log scale), each config's seeds pooled: "
         "L1 pushes weights towards zero (mass to the left of the dotted near-zero threshold), L2 shrinks them "
         "without zeroing them." + (f" Weights not recorded by: {', '.join(without)}." if without else ""),
-        f"No weight histograms: no completed run saved its final weights ({WEIGHTS}); weights were "
-        f"{NOT_RECORDED}s.")
+        f"No weight histograms: the final weights ({WEIGHTS}) were not recorded by these runs.")
     activations = _activations(runs, label_of)
     no_activations = sorted(_name(r) for r in runs if _completed(r) and not isinstance(r.metrics.get("activations"),
                                                                                         dict))
@@ -421,6 +420,12 @@ def _run_table(material: _Material) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def _runs_note(body: list[list[str]]) -> str:
+    if any("not recorded" in cell for row in body for cell in row):
+        return f"“not recorded”: {NOT_RECORDED} (made before regexp recorded it). "
+    return ""
+
+
 def _versions(material: _Material) -> list[str]:
     counts = collections.Counter(
         ", ".join(f"{k} {v}" for k, v in (run.metrics.get("versions") or {}).items()) or NOT_RECORDED
@@ -473,7 +478,7 @@ def to_markdown(material: _Material) -> str:
     if material.sparsity:
         lines += ["", "## Near-zero weights per layer (mean over seeds)", ""] + _md_table(*_sparsity_table(material))
     lines += ["", "## What each run recorded", ""] + _md_table(*_run_table(material))
-    lines += ["", "“not recorded”: not recorded by this run. Versions: " + "; ".join(_versions(material)) + "."]
+    lines += ["", _runs_note(_run_table(material)[1]) + "Versions: " + "; ".join(_versions(material)) + "."]
     if material.skipped:
         lines += ["", "## Skipped (damaged) run folders", ""] + [f"- {line}" for line in material.skipped]
     lines += ["", "## Method", ""] + [f"- {line}" for line in METHOD]
@@ -574,8 +579,7 @@ def to_html(material: _Material) -> str:
         "<h3>Generalization gap</h3>", _html_figure(material, "gap", "generalization gap"),
         '<h2 id="runs">What each run recorded</h2>',
         _html_table(runs_header, runs_body, numeric={2, 4, 5, 6, 7, 9}),
-        '<p class="note">“not recorded”: not recorded by this run (runs made before regexp recorded it). '
-        "Versions: " + html.escape("; ".join(_versions(material))) + ".</p>",
+        '<p class="note">' + html.escape(_runs_note(runs_body) + "Versions: " + "; ".join(_versions(material))) + ".</p>",
     ]
     if material.skipped:
         parts += ['<h2 id="skipped">Skipped (damaged) run folders</h2><ul class="skipped">'
