@@ -128,6 +128,16 @@ def test_equal_per_seed_differences_are_not_tested_but_their_difference_is_shown
     assert row.verdict == "not tested: all per-seed differences are equal (zero variance)"
 
 
+def test_differences_of_one_sample_each_are_ties_despite_float32_rounding():
+    # 360 test samples, one more right on every seed: float32 accuracies whose differences differ in the last bits
+    base = [float(np.float32(k / 360)) for k in (316, 317, 318)]
+    other = [float(np.float32((k + 1) / 360)) for k in (316, 317, 318)]
+    assert len({o - b for o, b in zip(other, base)}) > 1
+    row = by_name(stats.config_stats(config("none", base, regularizer=[]) + config("l2", other))[0])["l2"]
+    assert row.comparison.diff_mean == pytest.approx(1 / 360, abs=1e-7)
+    assert row.verdict == "not tested: all per-seed differences are equal (zero variance)"
+
+
 def test_identical_runs_in_both_configs_are_not_tested_by_welch():
     rows, _, _ = stats.config_stats(config("none", [0.8, 0.8], regularizer=[]) + config("l2", [0.8, 0.8], seeds=[3, 4]))
     assert by_name(rows)["l2"].verdict.startswith("not tested: every run of both configs has the same accuracy")
