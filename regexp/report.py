@@ -163,6 +163,8 @@ def _comparison_sentence(row: stats.ConfigStats, base: stats.ConfigStats) -> str
 def answer_parts(rows: list[stats.ConfigStats], baseline: str | None,
                  how: str) -> tuple[str, list[tuple[stats.ConfigStats, str]], list[str]]:
     """The plain-language answer: (headline, [(config, its sentence)], notes)."""
+    if not rows:
+        return "No run here could be read: nothing to compare (the damaged folders are listed).", [], []
     if baseline is None:
         ranked = [r for r in rows if r.accuracy_mean is not None]
         notes = []

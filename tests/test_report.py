@@ -281,3 +281,11 @@ def test_sweep_writes_the_report_at_its_end(cli, tmp_path):
     assert table["none"]["verdict"] == "baseline" and table["l2"]["test"] == "paired t-test"
     page = parse(tmp_path / "results" / "report.html")
     assert {"fig-forest", "fig-gap"} <= page.ids
+
+
+def test_a_root_of_only_damaged_folders_says_nothing_could_be_read(cli, tmp_path):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "metrics.json").write_text("[]")
+    result = cli("report", tmp_path)
+    assert result.exit_code == 1
+    assert "No run here could be read" in result.output and (tmp_path / "report.html").exists()
