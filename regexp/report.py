@@ -299,6 +299,7 @@ def build_report(root: Path, runs: list[SavedRun], skipped: list[str], baseline:
 def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dict) -> dict:
     rows, baseline, runs, label_of = material.rows, material.baseline, material.runs, material.label_of
     config_order = [r.config for r in rows]
+    colors = report_figures.config_colors(config_order)
     out: dict[str, tuple[str | None, str]] = {}
 
     def add(key: str, fig, caption: str, missing: str) -> None:
@@ -325,7 +326,7 @@ def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dic
     threshold = next((r.metrics["sparsity"].get("threshold") for r in runs
                       if isinstance(r.metrics.get("sparsity"), dict)), None)
     without = sorted(n for n, note in material.weight_notes.items() if note != "saved" and not note.startswith("saved"))
-    add("weights", report_figures.weight_histograms(ordered, LAYER_NAMES, threshold),
+    add("weights", report_figures.weight_histograms(ordered, LAYER_NAMES, threshold, colors),
         "Distribution of the final kernel weights' magnitudes per layer (log scale), each config's seeds pooled: "
         "L1 pushes weights towards zero (mass to the left of the dotted near-zero threshold), L2 shrinks them "
         "without zeroing them." + (f" Weights not recorded by: {', '.join(without)}." if without else ""),
@@ -334,17 +335,18 @@ def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dic
     no_activations = sorted(_name(r) for r in runs if _completed(r) and not isinstance(r.metrics.get("activations"),
                                                                                         dict))
     add("activations", report_figures.activation_bars(
-        {label: activations[label] for label in config_order if label in activations}, LAYER_NAMES),
+        {label: activations[label] for label in config_order if label in activations}, LAYER_NAMES, colors),
         "Mean |activation| and the fraction of exactly-zero activations of each layer on the test set: an activity "
-        "penalty shrinks the activations themselves; zeros after ReLU are units switched off."
+        "penalty shrinks the activations themselves; zeros after ReLU are units switched off. dense2's outputs are the "
+        "softmax probabilities (their mean is 1 / classes whatever the penalty)."
         + (f" Activations not recorded by: {', '.join(no_activations)}." if no_activations else ""),
         "No activation figure: activation statistics (metrics.json `activations`) were not recorded by these runs.")
     histories = {label: [r.history for r in runs if _completed(r) and label_of[id(r.metrics)] == label and r.history]
                  for label in config_order}
-    add("gap", report_figures.generalization_gap({k: v for k, v in histories.items() if v}),
+    add("gap", report_figures.generalization_gap({k: v for k, v in histories.items() if v}, colors),
         "Training minus validation accuracy per epoch (history.csv). Training accuracy is the running mean over an "
-        "epoch with dropout on, so early epochs can show a negative gap; a penalty that regularizes keeps the gap "
-        "small as epochs go on.",
+        "epoch with dropout on, so early epochs can show a negative gap. A gap that grows with the epochs is "
+        "overfitting; a penalty that regularizes keeps it smaller.",
         "No generalization-gap figure: no completed run has a history.csv.")
     return out
 

@@ -35,13 +35,28 @@ def png_data_uri(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _colors(labels: list[str]) -> dict[str, tuple]:
+def config_colors(labels: list[str]) -> dict[str, tuple]:
+    """One colour per config, in order: pass the same map to every figure so a config keeps its colour."""
     palette = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"].colors
     return {label: palette[i % len(palette)] for i, label in enumerate(labels)}
 
 
 def _points(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:+.1f}"
+
+
+def _p(value: float) -> str:
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _figure_with_legend_below(entries: int, plot_inches: float, **spacing) -> Figure:
+    """A 12-inch-wide figure whose axes leave room below for a legend of `entries` in 3 columns."""
+    legend_inches = 0.2 * math.ceil(entries / 3)
+    height = plot_inches + 0.65 + 0.55 + legend_inches + 0.1
+    fig = Figure(figsize=(12, height), dpi=DPI)
+    fig.subplots_adjust(left=0.07, right=0.99, top=1 - 0.65 / height, bottom=(0.55 + legend_inches + 0.1) / height,
+                        **spacing)
+    return fig
 
 
 def forest_plot(rows: list[stats.ConfigStats], baseline: str) -> Figure | None:
@@ -53,7 +68,7 @@ def forest_plot(rows: list[stats.ConfigStats], baseline: str) -> Figure | None:
         return None
     rows = rows[::-1]  # first row at the top
     label_inches = 0.3 + 0.075 * max(len(r.config) for r in rows)
-    text_inches, plot_inches = 3.4, 5.0
+    text_inches, plot_inches = 2.5, 5.5
     width, height = label_inches + plot_inches + text_inches, 1.3 + 0.45 * len(rows)
     fig = Figure(figsize=(width, height), dpi=DPI)
     fig.subplots_adjust(left=label_inches / width, right=(label_inches + plot_inches) / width,
@@ -71,7 +86,7 @@ def forest_plot(rows: list[stats.ConfigStats], baseline: str) -> Figure | None:
                     markerfacecolor=color if tested else "white", markeredgewidth=2)
         if c.p_value is not None:
             text = (f"{_points(c.diff_mean)} [{_points(c.ci_low)}, {_points(c.ci_high)}]  "
-                    f"p(Holm) {row.p_holm:.3g}\n{row.verdict}")
+                    f"Holm p {_p(row.p_holm)}\n{row.verdict}")
         else:
             text = f"{_points(c.diff_mean)} (no interval)\n{row.verdict}"
         ax.annotate(text, xy=(1.02, y), xycoords=("axes fraction", "data"), va="center", fontsize=8, color=color)
@@ -100,7 +115,7 @@ def lambda_curves(grids: dict[str, dict[str, dict[float, list[float]]]],
             ax.axhline(mean, color="0.35", linestyle="--", linewidth=1, label=f"{baseline[0]} (baseline)")
             if interval:
                 ax.axhspan(*interval, color="0.5", alpha=0.15, linewidth=0)
-        for (label, by_lambda), color in zip(sorted(series.items()), _colors(sorted(series)).values()):
+        for (label, by_lambda), color in zip(sorted(series.items()), config_colors(sorted(series)).values()):
             lambdas = sorted(lam for lam in by_lambda if lam > 0 and by_lambda[lam])
             summaries = [stats.mean_interval(by_lambda[lam]) for lam in lambdas]
             means = [mean for mean, _ in summaries]
@@ -121,17 +136,19 @@ def lambda_curves(grids: dict[str, dict[str, dict[float, list[float]]]],
 
 
 def weight_histograms(histograms: dict[str, dict[str, list[float]]], layers: tuple[str, ...],
-                      threshold: float | None = None) -> Figure | None:
+                      threshold: float | None = None, colors: dict | None = None) -> Figure | None:
     """Per layer, the distribution of |kernel weight| of each config (its seeds pooled): the
     fraction of weights per log10 bin (WEIGHT_BINS over LOG10_WEIGHT_RANGE) as a step line."""
     if not histograms:
         return None
-    colors = _colors(list(histograms))
+    colors = colors or config_colors(list(histograms))
     low, high = LOG10_WEIGHT_RANGE
     edges = [10 ** (low + (high - low) * i / WEIGHT_BINS) for i in range(WEIGHT_BINS + 1)]
-    fig = Figure(figsize=(12, 3.6 + 0.22 * math.ceil(len(histograms) / 3)), dpi=DPI)
-    fig.subplots_adjust(left=0.06, right=0.99, top=0.86, bottom=0.3 + 0.03 * math.ceil(len(histograms) / 3),
-                        wspace=0.22)
+    used = [i for per_layer in histograms.values() for counts in per_layer.values() for i, c in enumerate(counts) if c]
+    if not used:
+        return None
+    shown = (edges[max(0, min(used) - 2)], edges[min(WEIGHT_BINS, max(used) + 3)])
+    fig = _figure_with_legend_below(len(histograms) + bool(threshold), 3.6, wspace=0.22)
     axes = fig.subplots(1, len(layers))
     for ax, layer in zip(axes, layers):
         for label, per_layer in histograms.items():
@@ -142,6 +159,7 @@ def weight_histograms(histograms: dict[str, dict[str, list[float]]], layers: tup
         if threshold:
             ax.axvline(threshold, color="black", linestyle=":", linewidth=1)
         ax.set_xscale("log")
+        ax.set_xlim(*shown)
         ax.set_title(layer, fontsize=10)
         ax.set_xlabel("|weight| (log scale)")
         ax.grid(alpha=0.3)
@@ -149,22 +167,20 @@ def weight_histograms(histograms: dict[str, dict[str, list[float]]], layers: tup
     handles = [Line2D([], [], color=colors[label], linewidth=2, label=label) for label in histograms]
     if threshold:
         handles.append(Line2D([], [], color="black", linestyle=":", label=f"near-zero threshold {threshold:g}"))
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False, borderaxespad=0.3)
     fig.suptitle("Kernel weight magnitudes per layer, by config (final weights, seeds pooled)", fontsize=11)
     return fig
 
 
 def activation_bars(activations: dict[str, dict[str, dict[str, list[float]]]],
-                    layers: tuple[str, ...]) -> Figure | None:
+                    layers: tuple[str, ...], colors: dict | None = None) -> Figure | None:
     """Per layer, each config's mean |activation| (log axis) and fraction of zero activations
     on the test set: a bar for the mean over seeds, a dot for each run."""
     if not activations:
         return None
     labels = list(activations)
-    colors = _colors(labels)
-    fig = Figure(figsize=(12, 4.3 + 0.22 * math.ceil(len(labels) / 3)), dpi=DPI)
-    fig.subplots_adjust(left=0.07, right=0.99, top=0.88, bottom=0.24 + 0.03 * math.ceil(len(labels) / 3),
-                        wspace=0.2)
+    colors = colors or config_colors(labels)
+    fig = _figure_with_legend_below(len(labels), 4.0, wspace=0.2)
     axes = fig.subplots(1, 2)
     width = 0.8 / len(labels)
     for ax, key, ylabel in ((axes[0], "mean_abs", "mean |activation| (log scale)"),
@@ -183,12 +199,12 @@ def activation_bars(activations: dict[str, dict[str, dict[str, list[float]]]],
     axes[0].set_yscale("log")
     axes[1].set_ylim(0, 1)
     handles = [Line2D([], [], color=colors[label], linewidth=6, alpha=0.75, label=label) for label in labels]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False, borderaxespad=0.3)
     fig.suptitle("Activations on the test set per layer (bar: mean over seeds; dots: each run)", fontsize=11)
     return fig
 
 
-def generalization_gap(histories: dict[str, list[list[dict]]]) -> Figure | None:
+def generalization_gap(histories: dict[str, list[list[dict]]], colors: dict | None = None) -> Figure | None:
     """Training minus validation accuracy per epoch, one line per config (mean over its
     seeds, band ±1 standard deviation where there are several)."""
     curves = {}
@@ -202,7 +218,7 @@ def generalization_gap(histories: dict[str, list[list[dict]]]) -> Figure | None:
             curves[label] = by_epoch
     if not curves:
         return None
-    colors = _colors(list(curves))
+    colors = colors or config_colors(list(curves))
     legend_inches = 0.6 + 0.07 * max(len(label) for label in curves)
     width = 8 + legend_inches
     fig = Figure(figsize=(width, 4.5), dpi=DPI)
