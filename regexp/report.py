@@ -123,7 +123,7 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 def _pts(value: float | None) -> str:
     """A difference in accuracy as signed percentage points."""
-    return "–" if value is None else f"{100 * value:+.1f}".replace("-", "−")
+    return "–" if value is None else f"{100 * value:+.1f}"
 
 
 def _p(value: float | None) -> str:
@@ -155,9 +155,10 @@ def _comparison_sentence(row: stats.ConfigStats, base: stats.ConfigStats) -> str
     if c.p_value is None:
         shown = f"{_pts(c.diff_mean)} points; " if c.diff_mean is not None else ""
         return f"{row.config} ({_regularized(row)}): {shown}{row.verdict.removeprefix('not tested: ')}."
-    runs = f"over {row.n} seeds" if c.test == stats.PAIRED else f"n = {row.n} vs {base.n} runs"
+    runs = f" over {row.n} seeds" if c.test == stats.PAIRED else f", n = {row.n} vs {base.n} runs"
+    holm = _p(row.p_holm) if row.p_holm < 0.001 else f"= {_p(row.p_holm)}"
     return (f"{row.config} ({_regularized(row)}): {_pts(c.diff_mean)} points of test accuracy "
-            f"(95 % CI {_pts(c.ci_low)} to {_pts(c.ci_high)}; {c.test} {runs}, Holm p = {_p(row.p_holm)}).")
+            f"(95 % CI {_pts(c.ci_low)} to {_pts(c.ci_high)}; {c.test}{runs}, Holm p {holm}).")
 
 
 def answer_parts(rows: list[stats.ConfigStats], baseline: str | None,
@@ -370,7 +371,8 @@ def _data_lines(material: _Material) -> list[str]:
         "Data: " + "; ".join(f"{d} ({n} runs)" for d, n in descriptions.items())
         + (f"; {split['train']} training / {split['validation']} validation / {split['test']} test samples"
            if {"train", "validation", "test"} <= set(split) else "") + ".",
-        f"Baseline: {material.baseline or 'none'} ({material.how}).",
+        (f"Baseline: {material.baseline} ({material.how})." if material.baseline else
+         f"No baseline: {material.how}."),
     ]
     if len(descriptions) > 1:
         lines.append("Warning: these runs use different data; accuracies from different data are not comparable.")
