@@ -49,7 +49,7 @@ def failed_outcome(name: str, folder: Path, message: str, metrics: dict | None =
 
 def running_elsewhere(name: str, folder: Path, locked: locks.RunLocked) -> RunOutcome:
     """The outcome of a run another process is training: left to it, and said so."""
-    logger.info("%s: running elsewhere, left to it: %s", name, locked)
+    logger.info(f"{name}: being trained by another process ({locked.holder}); left to it")
     return RunOutcome(name, RUNNING_ELSEWHERE, folder, None, f"by {locked.holder}")
 
 
