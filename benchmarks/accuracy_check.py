@@ -52,7 +52,7 @@ def main() -> int:
                 name = f"{config.name}__{precision}__seed-{seed}"
                 config = config.model_copy(update={"name": name})
                 spec = RunSpec(name, name, config, f"{args.config} [{precision}, seed {seed}]")
-                outcome = run_experiment(spec, Path(root), verbose=0, log=lambda *_: None)
+                outcome = run_experiment(spec, Path(root), verbose=0)
                 if outcome.status != COMPLETED or not outcome.metrics:
                     print(f"seed {seed}, {precision}: {outcome.status} {outcome.message}")
                     return 1

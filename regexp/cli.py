@@ -72,6 +72,9 @@ def _group() -> None:
 
     Start with the offline demo: regexp run configs/demo_digits.yaml
     """
+    from regexp.logs import print_lines
+
+    print_lines()
 
 
 @contextlib.contextmanager
@@ -137,9 +140,10 @@ def sweep(
 ) -> None:
     """Run every config in a folder (grids expanded), then write the summary and comparison figures."""
     from regexp import results as results_lib
+    from regexp.locks import summary_lock
     from regexp.plots import plot_results
-    from regexp.runner import COMPLETED, SKIPPED, RunOutcome
-    from regexp.sweep import SweepInterrupted, plan, run_sweep, status_table
+    from regexp.runner import COMPLETED, RUNNING_ELSEWHERE, SKIPPED, RunOutcome
+    from regexp.sweep import SweepInterrupted, make_executor, plan, run_sweep, status_table
 
     with user_errors():
         _check_backend_options(backend, jobs, address, cpus_per_run, gpus_per_run, shared_results)
@@ -151,9 +155,10 @@ def sweep(
             typer.echo(f"damaged: {problem}; it is moved to {results / results_lib.DAMAGED} and trained again",
                        err=True)
         try:
-            outcomes = run_sweep(todo, results, jobs=jobs, force=force, verbose=_keras_verbosity(), backend=backend.value,
-                                 address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                                 shared_results=shared_results)
+            executor = make_executor(results, jobs=jobs, force=force, verbose=_keras_verbosity(), backend=backend.value,
+                                     address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                                     shared_results=shared_results)
+            outcomes = run_sweep(todo, executor)
         except SweepInterrupted as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(130) from None
@@ -161,12 +166,13 @@ def sweep(
                               results_lib.read_metrics(results_lib.run_dir(results, s.name))) for s in done]
         everything = sorted(skipped + outcomes, key=lambda o: o.name)
         typer.echo(status_table(everything))
-        skipped_folders = plot_results(results).skipped
-        for problem in skipped_folders:
-            typer.echo(f"skipped: {problem}", err=True)
-        typer.echo(f"Summary: {results / 'summary.md'}")
-        _write_report(results, None, name_skipped=False)  # plot_results named them just above
-    if any(o.status not in (COMPLETED, SKIPPED) for o in everything) or damaged or skipped_folders:
+        with summary_lock(results):  # sweeps sharing the root write summary and report one after the other
+            skipped_folders = plot_results(results).skipped
+            for problem in skipped_folders:
+                typer.echo(f"skipped: {problem}", err=True)
+            typer.echo(f"Summary: {results / 'summary.md'}")
+            _write_report(results, None, name_skipped=False)  # plot_results named them just above
+    if any(o.status not in (COMPLETED, SKIPPED, RUNNING_ELSEWHERE) for o in everything) or damaged or skipped_folders:
         raise typer.Exit(1)
 
 

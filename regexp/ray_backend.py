@@ -1,8 +1,9 @@
 """Sweeps on a Ray cluster: every run is a Ray task with its own CPU (and GPU) reservation.
 
-`regexp sweep --backend ray` plugs in here from `sweep.run_sweep`, after `plan` has validated
-every config and set aside the completed runs, exactly as for local runs. Ray is imported
-only inside this module's functions, so the CLI starts without it.
+`regexp sweep --backend ray` runs its runs through `RayExecutor`, one of the sweep's three
+executors (regexp.executors), after `plan` has validated every config and set aside the
+completed runs, exactly as for local runs. Ray is imported only inside this module's
+functions, so the CLI starts without it.
 
 What travels where:
 
@@ -18,6 +19,11 @@ What travels where:
 With --shared-results the results root is a folder every node mounts at the same path: the
 workers run `run_experiment` into it directly, as local runs do, and nothing travels back.
 
+Run locks (regexp.locks): with --shared-results each worker holds the lock of the run it
+trains, on the shared root, as local runs do. Without it the driver holds the lock of every
+run it submitted, from before submission until the run's folder is in place, and does not
+submit a run another process holds.
+
 A worker process or node that dies mid-run has its task retried by Ray, at most MAX_RETRIES
 times: from scratch (its checkpoint was on the dead worker), or, with a shared root, from the
 checkpoint of its last finished epoch. A Python exception is never retried: `run_experiment`
@@ -27,6 +33,7 @@ sweep goes on either way.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -35,14 +42,23 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from regexp import results
+from regexp import logs, results
 from regexp.config import RunSpec
-from regexp.errors import RegexpError
-from regexp.runner import FAILED, RunOutcome
-from regexp.sweep import _run_guarded  # the local backend's guard: a RegexpError fails that run only
+from regexp.errors import RegexpError, ResultsError
+from regexp.executors import Executor, Finished, Started, run_guarded
+from regexp.locks import RunLock, RunLocked
+from regexp.runner import (
+    FAILED,
+    RunOutcome,
+    existing_completed,
+    failed_outcome,
+    running_elsewhere,
+    skipped_outcome,
+)
 
 RAY_INSTALL_HINT = 'the ray backend needs Ray, an optional extra: pip install -e ".[ray]" (or pip install "ray>=2.9")'
 MAX_RETRIES = 2  # how many times a run whose worker process or node died is started again
@@ -50,6 +66,8 @@ WORK_DIR_ENV = "REGEXP_RAY_WORK_DIR"  # where workers make their private results
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its error messages
 WAIT_SECONDS = 1.0  # the driver wakes up this often while it waits, so Ctrl-C is prompt
 CANCEL_GRACE_SECONDS = 10.0  # after Ctrl-C, how long interrupted runs get to clean up
+
+logger = logging.getLogger(__name__)
 
 
 def require_ray():
@@ -85,16 +103,16 @@ def run_task(spec: RunSpec, cpus: int, gpus: float, shared_root: str | None, for
     started = time.perf_counter()
     if not gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU-only reservation keeps TensorFlow off the node's GPUs
-    lines: list[str] = []
-    if shared_root is None:
-        outcome, files = run_in_private_root(spec, cpus, lines.append)
-    else:
-        outcome, files = _run_guarded(spec, Path(shared_root), force, 0, cpus, lines.append), {}
+    with logs.collected_lines() as lines:
+        if shared_root is None:
+            outcome, files = run_in_private_root(spec, cpus)
+        else:
+            outcome, files = run_guarded(spec, Path(shared_root), force, 0, cpus), {}
     return WorkerResult(outcome, files, lines, time.perf_counter() - started,
                         f"{socket.gethostname()} pid {os.getpid()}", gpus_without_memory_growth())
 
 
-def run_in_private_root(spec: RunSpec, cpus: int, log) -> tuple[RunOutcome, dict[str, bytes]]:
+def run_in_private_root(spec: RunSpec, cpus: int) -> tuple[RunOutcome, dict[str, bytes]]:
     """Run `spec` into a fresh temporary root on this node; its outcome and its folder's files.
 
     The root is named regexp-ray-<pid>-<random>, under $REGEXP_RAY_WORK_DIR or the system's
@@ -102,7 +120,7 @@ def run_in_private_root(spec: RunSpec, cpus: int, log) -> tuple[RunOutcome, dict
     """
     private_root = Path(tempfile.mkdtemp(prefix=f"regexp-ray-{os.getpid()}-", dir=os.environ.get(WORK_DIR_ENV) or None))
     try:
-        outcome = _run_guarded(spec, private_root, False, 0, cpus, log)
+        outcome = run_guarded(spec, private_root, False, 0, cpus)
         return outcome, folder_files(results.run_dir(private_root, spec.name))
     finally:
         shutil.rmtree(private_root, ignore_errors=True)
@@ -183,7 +201,7 @@ def write_run_folder(staging: Path, files: dict[str, bytes]) -> None:
         results.write_bytes_atomic(path, files[name])
 
 
-def store_result(root: Path, spec: RunSpec, result: WorkerResult, log) -> RunOutcome:
+def store_result(root: Path, spec: RunSpec, result: WorkerResult) -> RunOutcome:
     """Put a worker's run folder into place under the driver's `root`, as a local run would be.
 
     A run with no files wrote into the shared root itself (or wrote nothing): its folder must
@@ -193,9 +211,8 @@ def store_result(root: Path, spec: RunSpec, result: WorkerResult, log) -> RunOut
     outcome = replace(result.outcome, folder=final)
     if not result.files:
         if outcome.metrics is not None and results.read_metrics(final) is None:
-            message = f"the worker wrote {spec.name} where this machine cannot see it: is {root} shared with every node?"
-            log(f"{spec.name}: failed: {message}")
-            return RunOutcome(spec.name, FAILED, final, None, message)
+            return failed_outcome(spec.name, final, f"the worker wrote {spec.name} where this machine cannot see it: "
+                                                    f"is {root} shared with every node?")
         return outcome
     if outcome.status == FAILED and results.completed_hash(final) is not None:
         return outcome  # a failed rerun (--force) keeps the completed run, as run_experiment does
@@ -204,13 +221,11 @@ def store_result(root: Path, spec: RunSpec, result: WorkerResult, log) -> RunOut
         write_run_folder(staging, result.files)
         results.promote(staging, final)
     except OSError as exc:
-        message = f"could not write results in {staging}: {exc.strerror or exc}"
-        log(f"{spec.name}: failed: {message}")
-        return RunOutcome(spec.name, FAILED, final, None, message)
+        return failed_outcome(spec.name, final, f"could not write results in {staging}: {exc.strerror or exc}")
     return outcome
 
 
-def task_failure(root: Path, spec: RunSpec, error: Exception, log) -> RunOutcome:
+def task_failure(root: Path, spec: RunSpec, error: Exception) -> RunOutcome:
     """The outcome of a task that ended without a result: it raised, or its worker died too often."""
     cause = getattr(error, "cause", None)  # a RayTaskError carries the exception the task raised
     if cause is not None:
@@ -218,8 +233,7 @@ def task_failure(root: Path, spec: RunSpec, error: Exception, log) -> RunOutcome
     else:
         summary = ANSI_ESCAPE.sub("", str(error)).strip().splitlines() or [""]
         message = f"the Ray task was lost ({type(error).__name__}, {MAX_RETRIES} retries at most): {summary[0]}"
-    log(f"{spec.name}: failed: {message}")
-    return RunOutcome(spec.name, FAILED, results.run_dir(root, spec.name), None, message)
+    return failed_outcome(spec.name, results.run_dir(root, spec.name), message)
 
 
 def connect(ray, address: str | None) -> bool:
@@ -230,44 +244,82 @@ def connect(ray, address: str | None) -> bool:
     return True
 
 
-def run_on_ray(todo: list[RunSpec], root: Path, *, address: str | None, cpus_per_run: int,
-               gpus_per_run: float | None, shared_results: bool, force: bool, progress, outcomes: dict, log) -> None:
-    """Run `todo` as Ray tasks and write each finished run under `root`; fills `outcomes` by name.
+class RayExecutor(Executor):
+    """Each run a Ray task with its own reservation; finished run folders are written under `root`.
 
     With `shared_results`, `root` is a folder every node mounts at the same path, and the
     workers write into it directly.
     """
-    if not todo:
-        return
-    ray = require_ray()
-    connected_here = connect(ray, address)
-    pending: dict = {}
-    try:
-        reservation = plan_reservation(ray.nodes(), cpus_per_run, gpus_per_run)
-        progress.jobs = min(reservation.at_once, len(todo))
-        where = f"writing into the shared {root.resolve()}" if shared_results else "results come back here"
-        log(f"running on the Ray cluster at {ray.get_runtime_context().gcs_address}: {reservation.describe()}; {where}")
-        shared_root = str(root.resolve()) if shared_results else None
-        task = ray.remote(max_calls=1)(run_task)  # a fresh worker process per run, as locally
-        for spec in todo:
-            options = task.options(name=f"regexp:{spec.name}", num_cpus=reservation.cpus, num_gpus=reservation.gpus,
-                                   max_retries=MAX_RETRIES, retry_exceptions=False)
-            pending[options.remote(spec, reservation.cpus, reservation.gpus, shared_root, force)] = spec
-        log(progress.line(f"submitted {len(todo)} run{'s' * (len(todo) > 1)}"))
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
-            for ref in ready:
-                spec = pending.pop(ref)
-                outcome, where, seconds = collect(ray, ref, spec, root, log)
-                outcomes[spec.name] = outcome
-                progress.record(outcome, seconds)
-                log(progress.line(f"{spec.name}: {outcome.status}{where}"))
-    except KeyboardInterrupt:
-        stop_tasks(ray, list(pending))
-        raise
-    finally:
-        if connected_here:
-            ray.shutdown()
+
+    def __init__(self, root: Path, force: bool, *, address: str | None, cpus_per_run: int,
+                 gpus_per_run: float | None, shared_results: bool) -> None:
+        self.root, self.force, self.address = root, force, address
+        self.cpus_per_run, self.gpus_per_run, self.shared_results = cpus_per_run, gpus_per_run, shared_results
+        self.keeps_checkpoints = shared_results  # else they were on the workers
+
+    def run(self, specs: list[RunSpec]) -> Iterator[Started | Finished]:
+        if not specs:
+            return
+        ray = require_ray()
+        connected_here = connect(ray, self.address)
+        pending: dict = {}
+        held: dict[str, RunLock] = {}  # without a shared root, the driver holds the lock of each run it submitted
+        try:
+            reservation = plan_reservation(ray.nodes(), self.cpus_per_run, self.gpus_per_run)
+            where = f"writing into the shared {self.root.resolve()}" if self.shared_results else "results come back here"
+            logger.info(f"running on the Ray cluster at {ray.get_runtime_context().gcs_address}: "
+                        f"{reservation.describe()}; {where}")
+            shared_root = str(self.root.resolve()) if self.shared_results else None
+            task = ray.remote(max_calls=1)(run_task)  # a fresh worker process per run, as locally
+            not_submitted: list[RunOutcome] = []
+            for spec in specs:
+                if not self.shared_results:
+                    outcome = self._lock(spec, held)
+                    if outcome is not None:
+                        not_submitted.append(outcome)
+                        continue
+                options = task.options(name=f"regexp:{spec.name}", num_cpus=reservation.cpus,
+                                       num_gpus=reservation.gpus, max_retries=MAX_RETRIES, retry_exceptions=False)
+                pending[options.remote(spec, reservation.cpus, reservation.gpus, shared_root, self.force)] = spec
+            if pending:
+                yield Started(f"submitted {len(pending)} run{'s' * (len(pending) > 1)}",
+                              min(reservation.at_once, len(pending)))
+            for outcome in not_submitted:
+                yield Finished(outcome, 0.0)
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
+                for ref in ready:
+                    spec = pending.pop(ref)
+                    outcome, where, seconds = collect(ray, ref, spec, self.root)
+                    if spec.name in held:
+                        held.pop(spec.name).release()
+                    yield Finished(outcome, seconds, where)
+        except BaseException:  # Ctrl-C, or the caller stopped early
+            stop_tasks(ray, list(pending))
+            raise
+        finally:
+            for lock in held.values():
+                lock.release()
+            if connected_here:
+                ray.shutdown()
+
+    def _lock(self, spec: RunSpec, held: dict[str, RunLock]) -> RunOutcome | None:
+        """Take the run's lock for the driver: None if it is to be submitted, else its outcome
+        (another process holds it, or completed it since the sweep was planned)."""
+        lock, final = RunLock(self.root, spec.name), results.run_dir(self.root, spec.name)
+        try:
+            lock.acquire()
+        except RunLocked as locked:
+            return running_elsewhere(spec.name, final, locked)
+        try:
+            if existing_completed(spec, self.root, self.force):
+                lock.release()
+                return skipped_outcome(spec, self.root)
+        except ResultsError as exc:
+            lock.release()
+            return failed_outcome(spec.name, final, str(exc))
+        held[spec.name] = lock
+        return None
 
 
 def stop_tasks(ray, refs: list) -> None:
@@ -278,14 +330,15 @@ def stop_tasks(ray, refs: list) -> None:
         ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_SECONDS)
 
 
-def collect(ray, ref, spec: RunSpec, root: Path, log) -> tuple[RunOutcome, str, float]:
+def collect(ray, ref, spec: RunSpec, root: Path) -> tuple[RunOutcome, str, float]:
     """A finished task's outcome, with its files written under `root`: (outcome, ' on <worker>', seconds)."""
     try:
         result: WorkerResult = ray.get(ref)
     except ray.exceptions.RayError as exc:
-        return task_failure(root, spec, exc, log), "", 0.0
+        return task_failure(root, spec, exc), "", 0.0
     for line in result.log_lines:
-        log(line)
+        logger.info(line)
     if result.gpus_without_memory_growth:
-        log(f"{spec.name}: warning: GPU memory growth was not on for {', '.join(result.gpus_without_memory_growth)}")
-    return store_result(root, spec, result, log), f" on {result.worker}", result.seconds
+        logger.warning(f"{spec.name}: warning: GPU memory growth was not on for "
+                       f"{', '.join(result.gpus_without_memory_growth)}")
+    return store_result(root, spec, result), f" on {result.worker}", result.seconds

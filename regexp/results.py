@@ -6,6 +6,7 @@ Layout under a results root:
                                   loss.png, accuracy.png, metrics.json (written last)
     <root>/.inprogress/<run>/     a run being trained: its files so far and its checkpoint
     <root>/.damaged/<run>-<UTC>/  a damaged run folder, moved aside before its run is trained again
+    <root>/.locks/<run>.lock      the lock of a run being trained (regexp.locks)
 
 A run trains in its staging folder and is promoted into place by renaming the whole folder,
 so `<root>/<run>/` only ever holds a finished run, and a failure to write leaves the previous

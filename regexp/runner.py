@@ -3,12 +3,15 @@
 `run_experiment` is what `regexp run` calls once and `regexp sweep` calls per grid point.
 A run trains in its staging folder, resumes there from its last finished epoch if it was
 interrupted, and is promoted into `<root>/<name>/` when it ends; metrics.json is the last
-file written and the only mark of a completed run.
+file written and the only mark of a completed run. The run is locked (regexp.locks) from the
+check that it is not completed yet until its promotion, so processes sharing a results root
+never train the same run at once.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 import shutil
 import statistics
 import time
@@ -16,12 +19,15 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from regexp import results
+from regexp import locks, results
 from regexp.config import RunSpec, config_hash, group_hash, to_yaml
 from regexp.data import Dataset, load_dataset
 from regexp.errors import DataError, ResultsError
 
 COMPLETED, DIVERGED, FAILED, SKIPPED = "completed", "diverged", "failed", "skipped"
+RUNNING_ELSEWHERE = "running elsewhere"  # a sweep found the run locked by another process and left it
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,6 +39,18 @@ class RunOutcome:
     folder: Path
     metrics: dict | None = None
     message: str = ""
+
+
+def failed_outcome(name: str, folder: Path, message: str, metrics: dict | None = None) -> RunOutcome:
+    """The outcome of a failed run, its failure logged (once, here): `<name>: failed: <message>`."""
+    logger.error("%s: failed: %s", name, message)
+    return RunOutcome(name, FAILED, folder, metrics, message)
+
+
+def running_elsewhere(name: str, folder: Path, locked: locks.RunLocked) -> RunOutcome:
+    """The outcome of a run another process is training: left to it, and said so."""
+    logger.info(f"{name}: being trained by another process ({locked.holder}); left to it")
+    return RunOutcome(name, RUNNING_ELSEWHERE, folder, None, f"by {locked.holder}")
 
 
 def existing_completed(spec: RunSpec, root: Path, force: bool) -> bool:
@@ -53,7 +71,7 @@ def existing_completed(spec: RunSpec, root: Path, force: bool) -> bool:
     )
 
 
-def set_aside_damaged_run(root: Path, name: str, log=print) -> None:
+def set_aside_damaged_run(root: Path, name: str) -> None:
     """Move a damaged `<root>/<name>` to `<root>/.damaged/` (nothing a user wrote is deleted) and
     say where; raises ResultsError if it cannot be moved. (The CLI has said what is wrong with it.)"""
     folder = results.run_dir(root, name)
@@ -62,7 +80,7 @@ def set_aside_damaged_run(root: Path, name: str, log=print) -> None:
     except OSError as exc:
         raise ResultsError(f"{folder}: damaged, and it cannot be moved aside ({exc.strerror or exc})") from None
     if aside is not None:
-        log(f"{name}: moved the damaged folder {folder} to {aside}; training the run again")
+        logger.info(f"{name}: moved the damaged folder {folder} to {aside}; training the run again")
 
 
 _DATA_MEMO: dict[str, Dataset] = {}
@@ -105,16 +123,33 @@ def run_experiment(
     force: bool = False,
     verbose: int | str = "auto",
     threads: int | None = None,
-    log=print,
 ) -> RunOutcome:
-    """Run one experiment into `root`; user errors raise RegexpError before anything is written."""
-    final = results.run_dir(root, spec.name)
+    """Run one experiment into `root`; user errors raise RegexpError before anything is written.
+
+    A run that another process is training raises locks.RunLocked (a RegexpError) and is left
+    alone; one that another process completed meanwhile is skipped.
+    """
     if existing_completed(spec, root, force):
-        log(f"{spec.name}: already completed with this config in {final} (--force to run it again)")
-        return RunOutcome(spec.name, SKIPPED, final, results.read_metrics(final))
+        return skipped_outcome(spec, root)
     data = load_run_data(spec)
     results.ensure_writable_root(root)
-    set_aside_damaged_run(root, spec.name, log)
+    with locks.RunLock(root, spec.name):
+        if existing_completed(spec, root, force):  # completed by another process since the check above
+            return skipped_outcome(spec, root)
+        set_aside_damaged_run(root, spec.name)
+        return _run_locked(spec, root, data, verbose, threads)
+
+
+def skipped_outcome(spec: RunSpec, root: Path) -> RunOutcome:
+    """The outcome of a run already completed with this config under `root`, said so."""
+    final = results.run_dir(root, spec.name)
+    logger.info(f"{spec.name}: already completed with this config in {final} (--force to run it again)")
+    return RunOutcome(spec.name, SKIPPED, final, results.read_metrics(final))
+
+
+def _run_locked(spec: RunSpec, root: Path, data: Dataset, verbose, threads) -> RunOutcome:
+    """Stage, train, record and promote one run; its lock is held by the caller."""
+    final = results.run_dir(root, spec.name)
     staging = results.staging_dir(root, spec.name)
     config = spec.config
     try:
@@ -123,35 +158,29 @@ def run_experiment(
         raise ResultsError(f"{staging}: cannot write ({exc.strerror or exc})") from None
     started = time.perf_counter()
     try:
-        metrics = _train_and_record(spec, data, staging, resumed, verbose, threads, log)
+        metrics = _train_and_record(spec, data, staging, resumed, verbose, threads)
     except KeyboardInterrupt:
         raise
     except OSError as exc:
-        message = f"could not write results in {staging}: {exc.strerror or exc}"
-        log(f"{spec.name}: failed: {message}")
-        return RunOutcome(spec.name, FAILED, final, None, message)
+        return failed_outcome(spec.name, final, f"could not write results in {staging}: {exc.strerror or exc}")
     except Exception as exc:  # a run that crashes is recorded as failed; a sweep goes on
         message = f"{type(exc).__name__}: {exc}"
-        log(f"{spec.name}: failed: {message}")
         metrics = _failure_metrics(spec, message, traceback.format_exc(), time.perf_counter() - started)
-        if results.completed_hash(final) is not None:
-            return RunOutcome(spec.name, FAILED, final, metrics, message)  # keep the completed run
-        try:
-            results.write_json_atomic(staging / results.METRICS, metrics)
-            results.promote(staging, final)
-        except OSError:
-            pass
-        return RunOutcome(spec.name, FAILED, final, metrics, message)
+        if results.completed_hash(final) is None:  # else keep the completed run
+            try:
+                results.write_json_atomic(staging / results.METRICS, metrics)
+                results.promote(staging, final)
+            except OSError:
+                pass
+        return failed_outcome(spec.name, final, message, metrics)
     try:
         results.promote(staging, final)
     except OSError as exc:
-        message = f"could not move {staging} into {final}: {exc.strerror or exc}"
-        log(f"{spec.name}: failed: {message}")
-        return RunOutcome(spec.name, FAILED, final, None, message)
+        return failed_outcome(spec.name, final, f"could not move {staging} into {final}: {exc.strerror or exc}")
     if metrics["status"] == COMPLETED:
-        log(f"Test loss: {metrics['test_loss']:.4f} / Test accuracy: {metrics['test_accuracy']:.4f}")
+        logger.info(f"Test loss: {metrics['test_loss']:.4f} / Test accuracy: {metrics['test_accuracy']:.4f}")
     else:
-        log(f"{spec.name}: diverged (non-finite loss) in epoch {metrics['diverged_epoch']}")
+        logger.info(f"{spec.name}: diverged (non-finite loss) in epoch {metrics['diverged_epoch']}")
     return RunOutcome(spec.name, metrics["status"], final, metrics)
 
 
@@ -195,7 +224,7 @@ def prepare_training(config, data: Dataset, threads: int | None = None):
     return model, splits, precision, precision_reason, thread_counts
 
 
-def _train_and_record(spec, data, staging, resumed, verbose, threads, log) -> dict:
+def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
     # TensorFlow is imported here, not at module level: the CLI must start without it.
     from regexp import model as model_lib
     from regexp import plots
@@ -214,9 +243,9 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, log) -> di
         results.write_text_atomic(history_path, results.history_csv(rows))
         if verbose == 0:  # no Keras progress (parallel sweeps): one line per epoch instead
             shown = " ".join(f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs)
-            log(f"{spec.name}: epoch {epoch}/{config.training.epochs} {shown}")
+            logger.info(f"{spec.name}: epoch {epoch}/{config.training.epochs} {shown}")
 
-    log(
+    logger.info(
         f"{spec.name}: {data.description}; {splits.train_size} train / {splits.validation_size} validation / "
         f"{splits.test_size} test; {precision} ({precision_reason})"
         + ("; resuming from its checkpoint" if resumed else "")

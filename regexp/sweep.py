@@ -2,26 +2,29 @@
 
 Everything is validated before anything trains. Completed runs with the same config are
 skipped, failed or interrupted ones run again (resuming from their checkpoint). One run
-failing never stops the others. Ctrl-C stops after saying what finished and how to resume;
-a second Ctrl-C stops at once.
+failing never stops the others. A run another process is training (it holds the run's lock,
+see regexp.locks) is left to it and reported as "running elsewhere", which is not a failure.
+Ctrl-C stops after saying what finished and how to resume; a second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
-from regexp import results
 from regexp.config import RunSpec, load_runs
 from regexp.errors import ConfigError, RegexpError, ResultsError
-from regexp.runner import COMPLETED, FAILED, SKIPPED, RunOutcome, existing_completed, run_experiment
+from regexp.executors import Executor, InProcessExecutor, Started, WorkerProcessesExecutor
+from regexp.runner import COMPLETED, FAILED, RUNNING_ELSEWHERE, SKIPPED, RunOutcome, existing_completed
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
+
+logger = logging.getLogger(__name__)
 
 
 class SweepInterrupted(Exception):
@@ -94,9 +97,9 @@ class Progress:
 
     def record(self, outcome: RunOutcome, seconds: float) -> None:
         self.done += 1
-        if outcome.status not in (COMPLETED, SKIPPED):
+        if outcome.status not in (COMPLETED, SKIPPED, RUNNING_ELSEWHERE):
             self.failed += 1
-        if outcome.status != SKIPPED:
+        if outcome.status not in (SKIPPED, RUNNING_ELSEWHERE):
             self.trained += 1
             self.trained_seconds += seconds
 
@@ -115,114 +118,60 @@ def _stop_at_second_interrupt() -> None:
     signal.signal(signal.SIGINT, stop_now)
 
 
-def _run_guarded(spec: RunSpec, root: Path, force: bool, verbose, threads, log) -> RunOutcome:
-    try:
-        return run_experiment(spec, root, force=force, verbose=verbose, threads=threads, log=log)
-    except RegexpError as exc:  # e.g. its data cannot be loaded: this run fails, the sweep goes on
-        log(f"{spec.name}: failed: {exc}")
-        return RunOutcome(spec.name, FAILED, results.run_dir(root, spec.name), None, str(exc))
+def make_executor(root: Path, *, jobs: int = 1, force: bool = False, verbose: int | str = "auto",
+                  backend: str = "local", address: str | None = None, cpus_per_run: int | None = None,
+                  gpus_per_run: float | None = None, shared_results: bool = False) -> Executor:
+    """The Executor for these options: Ray tasks, worker processes (jobs > 1), or this process."""
+    if backend == "ray":
+        from regexp.ray_backend import RayExecutor  # imports Ray only when asked for
+
+        return RayExecutor(root, force, address=address, cpus_per_run=cpus_per_run or 1,
+                           gpus_per_run=gpus_per_run, shared_results=shared_results)
+    if jobs > 1:
+        return WorkerProcessesExecutor(root, force, jobs)
+    return InProcessExecutor(root, force, verbose)
 
 
-def _worker_init() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C does
+def run_sweep(todo: list[RunSpec], executor: Executor) -> list[RunOutcome]:
+    """Run `todo` with `executor` (see make_executor); returns an outcome per run, in `todo` order.
 
-
-def _worker_run(spec: RunSpec, root: Path, force: bool, threads: int) -> tuple[RunOutcome, float]:
-    started = time.perf_counter()
-
-    def log(text: str) -> None:
-        print(text, flush=True)
-
-    return _run_guarded(spec, root, force, 0, threads, log), time.perf_counter() - started
-
-
-def run_sweep(
-    todo: list[RunSpec],
-    root: Path,
-    *,
-    jobs: int = 1,
-    force: bool = False,
-    verbose: int | str = "auto",
-    log=print,
-    backend: str = "local",
-    address: str | None = None,
-    cpus_per_run: int | None = None,
-    gpus_per_run: float | None = None,
-    shared_results: bool = False,
-) -> list[RunOutcome]:
-    """Run `todo` into `root`, `jobs` at a time; returns an outcome per run, in `todo` order.
-
-    backend="ray" runs them as tasks on the Ray cluster at `address` instead, each reserving
-    `cpus_per_run` CPUs (default 1) and `gpus_per_run` GPUs; with `shared_results` the workers
-    write into `root` directly (see regexp.ray_backend).
+    This function alone keeps the progress line and the outcomes.
     """
-    progress = Progress(len(todo), jobs, started=time.perf_counter())
+    progress = Progress(len(todo), started=time.perf_counter())
     outcomes: dict[str, RunOutcome] = {}
     try:
-        if backend == "ray":
-            from regexp.ray_backend import run_on_ray  # imports Ray only when asked for
-
-            run_on_ray(todo, root, address=address, cpus_per_run=cpus_per_run or 1, gpus_per_run=gpus_per_run,
-                       shared_results=shared_results, force=force, progress=progress, outcomes=outcomes, log=log)
-        elif jobs <= 1:
-            for spec in todo:
-                log(progress.line(spec.name))
-                started = time.perf_counter()
-                outcome = _run_guarded(spec, root, force, verbose, None, log)
-                outcomes[spec.name] = outcome
-                progress.record(outcome, time.perf_counter() - started)
-        else:
-            _run_parallel(todo, root, jobs, force, progress, outcomes, log)
+        with contextlib.closing(executor.run(todo)) as events:
+            for event in events:
+                if isinstance(event, Started):
+                    progress.jobs = event.at_once
+                    logger.info(progress.line(event.what))
+                    continue
+                outcome = event.outcome
+                outcomes[outcome.name] = outcome
+                progress.record(outcome, event.seconds)
+                if not executor.announces_each_run:
+                    logger.info(progress.line(f"{outcome.name}: {outcome.status}{event.where}"))
     except KeyboardInterrupt:
         _stop_at_second_interrupt()
-        checkpoints_kept = backend != "ray" or shared_results
-        unfinished = ("keep their checkpoint and resume from their last finished epoch" if checkpoints_kept
+        unfinished = ("keep their checkpoint and resume from their last finished epoch" if executor.keeps_checkpoints
                       else "start again from scratch (their checkpoints were on the Ray workers)")
         raise SweepInterrupted(
             f"interrupted: {progress.done} of {progress.total} runs finished; unfinished runs {unfinished} "
             "when you run the same command again"
         ) from None
-    log(progress.line())
+    logger.info(progress.line())
     return [outcomes[spec.name] for spec in todo]
-
-
-def _run_parallel(todo, root, jobs, force, progress, outcomes, log) -> None:
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    log(f"running {jobs} runs at a time, {threads} TensorFlow thread{'s' * (threads > 1)} each")
-    context = get_context("spawn")  # a fresh interpreter per run: TensorFlow's threads are set at start
-    executor = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init, max_tasks_per_child=1)
-    try:
-        pending = {executor.submit(_worker_run, spec, root, force, threads): spec for spec in todo}
-        log(progress.line(f"started {min(jobs, len(todo))} runs"))
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                spec = pending.pop(future)
-                try:
-                    outcome, seconds = future.result()
-                except Exception as exc:  # the worker process died (killed, out of memory)
-                    outcome, seconds = RunOutcome(spec.name, FAILED, results.run_dir(root, spec.name), None,
-                                                  f"worker process died: {exc}"), 0.0
-                    log(f"{spec.name}: failed: {outcome.message}")
-                outcomes[spec.name] = outcome
-                progress.record(outcome, seconds)
-                log(progress.line(f"{spec.name}: {outcome.status}"))
-    except KeyboardInterrupt:
-        for process in list(getattr(executor, "_processes", {}).values()):
-            process.terminate()
-        executor.shutdown(wait=False, cancel_futures=True)
-        raise
-    executor.shutdown(wait=True)
 
 
 def status_table(outcomes: list[RunOutcome]) -> str:
     """A plain-text table: every run with its status, test accuracy and loss, and any error."""
     width = max([len(o.name) for o in outcomes] + [3])
-    lines = [f"{'run':<{width}}  {'status':<9}  {'test acc':>8}  {'test loss':>9}"]
+    status_width = max([len(o.status) for o in outcomes] + [9])
+    lines = [f"{'run':<{width}}  {'status':<{status_width}}  {'test acc':>8}  {'test loss':>9}"]
     for o in outcomes:
         m = o.metrics or {}
         acc = f"{m['test_accuracy']:.4f}" if m.get("test_accuracy") is not None else "–"
         loss = f"{m['test_loss']:.4f}" if m.get("test_loss") is not None else "–"
-        note = f"  {o.message}" if o.message and o.status == FAILED else ""
-        lines.append(f"{o.name:<{width}}  {o.status:<9}  {acc:>8}  {loss:>9}{note}")
+        note = f"  {o.message}" if o.message and o.status in (FAILED, RUNNING_ELSEWHERE) else ""
+        lines.append(f"{o.name:<{width}}  {o.status:<{status_width}}  {acc:>8}  {loss:>9}{note}")
     return "\n".join(lines)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,19 @@ def cli():
         return runner.invoke(app, [str(a) for a in args])
 
     return invoke
+
+
+_HOLD_LOCK = ("import sys, time\nfrom pathlib import Path\nfrom regexp.locks import RunLock\n"
+              "RunLock(Path(sys.argv[1]), sys.argv[2]).acquire()\nprint('held', flush=True)\ntime.sleep(600)\n")
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(root: Path, name: str):
+    """Another process holds run `name`'s lock under `root` while the block runs; yields that process."""
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(root), name], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

@@ -12,6 +12,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's switch for a loop
 import json  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
+import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -23,13 +24,14 @@ import pytest  # noqa: E402
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 
-from conftest import TINY, merge, write_config  # noqa: E402
+from conftest import TINY, lock_held_elsewhere, merge, write_config  # noqa: E402
 from regexp import ray_backend  # noqa: E402
 from regexp.config import load_runs  # noqa: E402
-from regexp.errors import RegexpError  # noqa: E402
+from regexp.locks import RunLock, RunLocked  # noqa: E402
 from regexp.results import read_history  # noqa: E402
-from regexp.runner import COMPLETED, FAILED, RunOutcome  # noqa: E402
-from regexp.sweep import run_sweep  # noqa: E402
+from regexp.runner import COMPLETED, FAILED, RUNNING_ELSEWHERE, RunOutcome  # noqa: E402
+from regexp.logs import collected_lines  # noqa: E402
+from regexp.sweep import make_executor, run_sweep  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 TINY5 = merge(TINY, {"model": {"num_classes": 5}})
@@ -234,9 +236,9 @@ def test_an_exception_in_a_task_fails_that_run_once_and_the_others_are_written(t
         return ray_backend.WorkerResult(outcome, files, [f"{spec.name}: trained"], 0.1, "worker", [])
 
     monkeypatch.setattr(ray_backend, "run_task", fake_run)
-    lines: list[str] = []
     root = tmp_path / "results"
-    outcomes = run_sweep(specs, root, backend="ray", log=lines.append)
+    with collected_lines() as lines:
+        outcomes = run_sweep(specs, make_executor(root, backend="ray"))
 
     assert [o.status for o in outcomes] == [FAILED, COMPLETED]
     assert "injected fault outside run_experiment" in outcomes[0].message
@@ -249,31 +251,34 @@ def test_an_exception_in_a_task_fails_that_run_once_and_the_others_are_written(t
     assert ray.is_initialized()  # a cluster the caller connected to is left connected
 
 
-def test_without_ray_the_backend_says_how_to_install_it_and_options_must_match_the_backend(cli, tmp_path, monkeypatch):
-    folder = tmp_path / "configs"
-    write_config(folder, "plain", TINY5)
-    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
-    missing = cli("sweep", folder, "--results", tmp_path / "r", "--backend", "ray")
-    assert missing.exit_code == 2
-    assert missing.output.strip() == f"error: {ray_backend.RAY_INSTALL_HINT}" and 'pip install -e ".[ray]"' in missing.output
-    jobs = cli("sweep", folder, "--results", tmp_path / "r", "--backend", "ray", "--jobs", "2")
-    assert jobs.exit_code == 2 and "--jobs is for the local backend" in jobs.output
-    address = cli("sweep", folder, "--results", tmp_path / "r", "--address", "127.0.0.1:6379")
-    assert address.exit_code == 2 and "need --backend ray" in address.output
-    assert not (tmp_path / "r").exists()
+def test_without_a_shared_root_the_driver_holds_each_runs_lock_and_leaves_a_locked_run_alone(
+        tmp_path, ray_head, monkeypatch):
+    folder, root = tmp_path / "configs", tmp_path / "results"
+    specs = load_runs(write_config(folder, "grid", merge(TINY5, {"sweep": {"training.seed": [0, 1]}})), [])
+    attempts = tmp_path / "attempts"
 
+    def fake_run(spec, cpus, gpus, shared_root, force):  # runs in a Ray worker, pickled by value
+        with open(attempts, "a") as f:
+            f.write(spec.name + "\n")
+        try:  # the run's lock on the driver's root, while its task runs
+            RunLock(root, spec.name).acquire()
+            holder = "nobody"
+        except RunLocked as locked:
+            holder = locked.holder
+        metrics = {"run": spec.name, "status": COMPLETED, "config_hash": "h", "test_loss": 1.0, "test_accuracy": 0.5}
+        outcome = RunOutcome(spec.name, COMPLETED, Path("elsewhere"), metrics)
+        files = {"metrics.json": json.dumps(metrics).encode()}
+        return ray_backend.WorkerResult(outcome, files, [f"{spec.name}: locked by {holder}"], 0.1, "worker", [])
 
-def test_help_imports_neither_ray_nor_tensorflow():
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom regexp.cli import app\n"
-            "assert CliRunner().invoke(app, ['sweep', '--help']).exit_code == 0\n"
-            "assert 'ray' not in sys.modules and 'tensorflow' not in sys.modules\n")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    monkeypatch.setattr(ray_backend, "run_task", fake_run)
+    with lock_held_elsewhere(root, "grid__seed-0") as holder, collected_lines() as lines:
+        outcomes = run_sweep(specs, make_executor(root, backend="ray"))
 
-
-def test_a_reservation_no_node_can_hold_is_refused_before_anything_is_submitted():
-    nodes = [{"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}}, {"Alive": False, "Resources": {"CPU": 64.0}}]
-    assert ray_backend.plan_reservation(nodes, 1, None).gpus == 1  # GPUs in the cluster: one per run by default
-    assert ray_backend.plan_reservation(nodes, 2, 0).at_once == 2
-    assert ray_backend.plan_reservation(nodes, 1, 0.25).at_once == 4
-    with pytest.raises(RegexpError, match="no node of the Ray cluster can hold"):
-        ray_backend.plan_reservation(nodes, 8, 0)
+    assert [o.status for o in outcomes] == [RUNNING_ELSEWHERE, COMPLETED]
+    assert f"pid {holder.pid}" in outcomes[0].message
+    assert attempts.read_text().split() == ["grid__seed-1"]  # the locked run was not submitted
+    assert f"grid__seed-1: locked by pid {os.getpid()} on {socket.gethostname()}" in lines  # by this driver
+    assert any(line.startswith("[sweep 2/2 done |") for line in lines)  # not counted as failed
+    lock = RunLock(root, "grid__seed-1")
+    lock.acquire()  # the driver gave it back once the run's folder was in place
+    lock.release()

@@ -29,7 +29,8 @@ def test_sweep_runs_every_grid_point_then_skips_completed_and_reruns_with_force(
     root = tmp_path / "results"
     first = cli("sweep", grid_folder, "--results", root)
     assert first.exit_code == 0, first.output
-    names = sorted(p.name for p in root.iterdir() if p.is_dir())
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == [".locks"]  # the runs' lock files
     assert names == ["grid__lambda-0.001__seed-0", "grid__lambda-0.001__seed-1",
                      "grid__lambda-0.1__seed-0", "grid__lambda-0.1__seed-1", "plain"]
     assert "[sweep 5/5 done" in first.output
@@ -97,8 +98,8 @@ def test_jobs_2_gives_the_same_results_as_jobs_1(cli, tmp_path):
     assert cli("sweep", folder, "--results", one, "--jobs", "1").exit_code == 0
     result = cli("sweep", folder, "--results", two, "--jobs", "2")
     assert result.exit_code == 0, result.output
-    names = sorted(p.name for p in one.iterdir() if p.is_dir())
-    assert names == sorted(p.name for p in two.iterdir() if p.is_dir()) and len(names) == 4
+    names = sorted(p.name for p in one.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert names == sorted(p.name for p in two.iterdir() if p.is_dir() and not p.name.startswith(".")) and len(names) == 4
     for name in names:
         a, b = metrics(one, name), metrics(two, name)
         for key in ("status", "config_hash", "epochs_run", "param_count", "seed", "data", "penalties"):
