@@ -227,6 +227,8 @@ class TrainingConfig(_Section):
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # what numpy's and Python's seeding accept
     # auto: mixed_bfloat16 where the CPU or GPU computes bfloat16 natively, else float32
     precision: Precision = "auto"
+    # regexp's faster dropout and fused activity penalties; false: stock Keras layers, exactly the reference's
+    fast_path: bool = True
 
 
 _SECTION_MODELS: dict[str, type[_Section]] = {
@@ -451,6 +453,8 @@ def _describe(error: dict, path: tuple) -> str:
     if kind in ("int_type", "int_from_float", "int_parsing"):
         hint = f"; write {int(value)}" if isinstance(value, float) and value.is_integer() else ""
         return f"expected an integer, {got}{hint}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, {got}"
     if kind in ("float_type", "float_parsing"):
         hint = "; remove the quotes" if isinstance(value, str) and _is_number(value) else ""
         return f"expected a number, {got}{hint}"
