@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from regexp.config import DataConfig
+from regexp.config import DIGITS_CLASSES, EMNIST_CLASSES, DataConfig
 from regexp.data.idx import IMAGE_SIZE
 from regexp.errors import DataError
 
@@ -37,9 +37,8 @@ def _read_source(data: DataConfig, num_classes: int | None) -> tuple[tuple[np.nd
     if data.dataset == "digits":
         from regexp.data import digits
 
-        return digits.load(), digits.NUM_CLASSES, "scikit-learn digits, 8x8 brought to 28x28"
+        return digits.load(), DIGITS_CLASSES, "scikit-learn digits, 8x8 brought to 28x28"
     if data.dataset == "emnist":
-        from regexp.config import EMNIST_CLASSES
         from regexp.data import emnist
 
         arrays, origin = emnist.load(data.split, data.path)
