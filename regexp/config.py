@@ -6,6 +6,12 @@ Validation is strict and happens before anything is trained or written: unknown 
 wrong types and impossible values fail with one line naming the file and the field.
 Files are read by `regexp.yaml_reader`, as plain YAML 1.2.
 
+Every rule lives in the models below, next to the field it constrains: pydantic's types and
+bounds check a field alone, a `field_validator` adds a field's own rules, a `model_validator`
+the rules between fields, and defaults that depend on other fields (a penalty's targets and
+lambda, the run name from the file name) are filled in before validation, so they are checked
+like given values. `_error_line` turns pydantic's error list into the one line a user reads.
+
 This module must stay free of TensorFlow: `regexp sweep` validates whole folders with it.
 """
 
@@ -20,34 +26,58 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from regexp.yaml_reader import config_error, key_text, parse_yaml, read_config_file, show_value, type_name
+from regexp.names import MAX_NAME_LENGTH, run_name_problem, safe_text, sanitize_name
+from regexp.yaml_reader import (
+    config_error,
+    key_text,
+    parse_yaml,
+    read_config_file,
+    show_value,
+    type_name,
+)
 
 MAX_SWEEP_RUNS = 10_000
+
+# Classes in each dataset whose class count is known without reading it.
+EMNIST_CLASSES = {"balanced": 47, "byclass": 62, "bymerge": 47, "digits": 10, "letters": 26, "mnist": 10}
+DIGITS_CLASSES = 10
 
 RegularizerType = Literal["none", "l1", "l2", "elasticnet"]
 Target = Literal["kernel", "bias", "activity"]
 Dataset = Literal["emnist", "digits", "synthetic", "idx"]
-EmnistSplit = Literal["balanced", "byclass", "bymerge", "digits", "letters", "mnist"]
+EmnistSplit = Literal[tuple(EMNIST_CLASSES)]  # the splits are EMNIST_CLASSES' keys, written once
 Precision = Literal["auto", "float32", "mixed_bfloat16"]
 
 # The names the model builder gives its regularized layers, and the kinds that select them.
 LAYER_NAMES = ("conv1", "conv2", "dense1", "dense2")
 LAYER_KINDS = {"conv": ("conv1", "conv2"), "dense": ("dense1", "dense2")}
 
-# Classes in each dataset whose class count is known without reading it.
-EMNIST_CLASSES = {"balanced": 47, "byclass": 62, "bymerge": 47, "digits": 10, "letters": 26, "mnist": 10}
-DIGITS_CLASSES = 10
-
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
+def _rule(message: str, *at: str | int) -> PydanticCustomError:
+    """A broken rule, for a validator to raise: `message` about the field `at` below where it validates."""
+    return PydanticCustomError("rule", "{message}", {"message": message, "at": at})
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class RegularizerConfig(_Section):
@@ -64,18 +94,79 @@ class RegularizerConfig(_Section):
     # layer names (conv1, conv2, dense1, dense2) or kinds (conv, dense); default: all of them
     layers: list[str] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_of_the_type(cls, data: Any) -> Any:
+        """Type none takes nothing else; a penalty's targets default to kernel + bias, l1's and l2's lambda to 0.01."""
+        if not isinstance(data, dict):
+            return data
+        kind = data.get("type", "none")
+        if kind == "none":
+            for key in ("lambda", "l1", "l2", "targets", "layers"):
+                if data.get(key) is not None:
+                    raise _rule("given with type none, which has no penalty; remove it or choose l1, l2 or elasticnet", key)
+            return {**data, "targets": []}
+        defaults = {"targets": ["kernel", "bias"], **({"lambda": 0.01} if kind in ("l1", "l2") else {})}
+        return {**data, **{key: value for key, value in defaults.items() if data.get(key) is None}}
+
+    @field_validator("targets")
+    @classmethod
+    def _targets_once_each(cls, targets: list[str] | None) -> list[str] | None:
+        repeated = sorted({t for t in targets or [] if targets.count(t) > 1})
+        if repeated:
+            raise _rule(f"{repeated[0]!r} is listed twice")
+        return targets
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_known_and_once_each(cls, layers: list[str] | None) -> list[str] | None:
+        if layers is None:
+            return None
+        if not layers:
+            raise _rule("empty; leave it out to regularize every layer")
+        valid = list(LAYER_NAMES) + list(LAYER_KINDS)
+        for name in layers:
+            if name not in valid:
+                raise _rule(f"{show_value(name)} is not a layer name or kind; valid: {', '.join(valid)}")
+        if len(set(layers)) != len(layers):
+            raise _rule("a layer is listed twice")
+        return layers
+
+    @model_validator(mode="after")
+    def _strengths_and_targets_fit_the_type(self) -> RegularizerConfig:
+        if self.type in ("l1", "l2"):
+            for field in ("l1", "l2"):
+                if getattr(self, field) is not None:
+                    raise _rule(f"belongs to type elasticnet; type {self.type} takes 'lambda'", field)
+        elif self.type == "elasticnet":
+            if self.lambda_ is not None:
+                raise _rule("type elasticnet takes 'l1' and 'l2', not 'lambda'", "lambda")
+            for field in ("l1", "l2"):
+                if getattr(self, field) is None:
+                    raise _rule("required for type elasticnet (e.g. l1: 0.01, l2: 0.01)", field)
+        if self.type != "none" and not self.targets:
+            raise _rule("empty; give any of kernel, bias, activity", "targets")
+        return self
+
 
 def _regularizer_form(value: Any) -> str:
     return "list" if isinstance(value, list) else "single"
 
 
 RegularizerField = Annotated[
-    Union[
-        Annotated[RegularizerConfig, Tag("single")],
-        Annotated[list[RegularizerConfig], Tag("list")],
-    ],
+    Annotated[RegularizerConfig, Tag("single")] | Annotated[list[RegularizerConfig], Tag("list")],
     Discriminator(_regularizer_form),
 ]
+
+
+def penalty_layers(entry: RegularizerConfig) -> list[str]:
+    """The layer names an entry applies to, in model order."""
+    if not entry.layers:
+        return list(LAYER_NAMES)
+    chosen = set()
+    for name in entry.layers:
+        chosen.update(LAYER_KINDS.get(name, (name,)))
+    return [name for name in LAYER_NAMES if name in chosen]
 
 
 class DataConfig(_Section):
@@ -90,6 +181,30 @@ class DataConfig(_Section):
     # use only the first N test samples
     test_limit: Annotated[int, Field(ge=1)] | None = None
 
+    @model_validator(mode="after")
+    def _path_fits_the_dataset(self) -> DataConfig:
+        if self.dataset == "idx" and not self.path:
+            raise _rule("required for dataset idx (a folder of MNIST-format IDX files)", "path")
+        if self.dataset in ("digits", "synthetic") and self.path:
+            raise _rule(f"dataset {self.dataset} reads no files; remove path", "path")
+        if self.path:
+            path = Path(self.path).expanduser()
+            try:
+                exists, is_dir = path.exists(), path.is_dir()
+            except (OSError, ValueError) as exc:
+                reason = getattr(exc, "strerror", None) or exc
+                raise _rule(f"cannot be read ({reason}): {show_value(self.path)}", "path") from None
+            if not exists:
+                raise _rule(f"no such file or folder: {self.path} (looked for {path.absolute()}; a relative path "
+                            "starts in the folder regexp runs in)", "path")
+            if self.dataset == "idx" and not is_dir:
+                raise _rule(f"{self.path} is a file; dataset idx reads a folder of MNIST-format IDX files", "path")
+        return self
+
+    def known_classes(self) -> int | None:
+        """The dataset's class count where it is known without reading the data."""
+        return {"emnist": EMNIST_CLASSES[self.split], "digits": DIGITS_CLASSES}.get(self.dataset)
+
 
 class ModelConfig(_Section):
     """The reference CNN's sizes."""
@@ -98,7 +213,7 @@ class ModelConfig(_Section):
     conv2_filters: Annotated[int, Field(ge=1)] = 64
     dense_units: Annotated[int, Field(ge=1)] = 256
     dropout: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.25
-    # output classes; default: as many as the dataset has
+    # output classes; default: as many as the dataset has (must agree with it: see ExperimentConfig)
     num_classes: Annotated[int, Field(ge=2)] | None = None
 
 
@@ -112,13 +227,27 @@ class TrainingConfig(_Section):
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # what numpy's and Python's seeding accept
     # auto: mixed_bfloat16 where the CPU or GPU computes bfloat16 natively, else float32
     precision: Precision = "auto"
+    # regexp's faster dropout and fused activity penalties; false: stock Keras layers, exactly the reference's
+    fast_path: bool = True
+
+
+_SECTION_MODELS: dict[str, type[_Section]] = {
+    "regularizer": RegularizerConfig,
+    "data": DataConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+}
 
 
 class ExperimentConfig(_Section):
-    """One experiment: the whole file."""
+    """One experiment: the whole file.
+
+    Validate with `context={"default_name": ...}` (as `validate` does) to name a run whose
+    file gives no name.
+    """
 
     # run folder name under the results root; default: the config file's name
-    name: str | None = None
+    name: str | None = Field(default=None, validate_default=True)
     regularizer: RegularizerField = Field(default_factory=RegularizerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -126,11 +255,98 @@ class ExperimentConfig(_Section):
     # dotted field -> list of values; the run is repeated for every combination
     sweep: dict[str, list[Any]] | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_run_folder(cls, name: str | None, info: ValidationInfo) -> str | None:
+        if name is None:
+            default = (info.context or {}).get("default_name")
+            if default is None:
+                return None
+            name = sanitize_name(default)
+        problem = run_name_problem(name)
+        if problem:
+            raise _rule(f"{show_value(name)} {problem}")
+        return name
+
+    @field_validator("regularizer")
+    @classmethod
+    def _list_of_penalties_apart(cls, regularizer: RegularizerConfig | list[RegularizerConfig]) -> Any:
+        if not isinstance(regularizer, list):
+            return regularizer
+        if not regularizer:
+            raise _rule("empty list; leave regularizer out for no penalty")
+        seen: dict[tuple[str, str], int] = {}
+        dumped = [entry.model_dump(by_alias=True) for entry in regularizer]
+        for i, entry in enumerate(regularizer):
+            if dumped[i] in dumped[:i]:
+                raise _rule(f"repeats regularizer[{dumped.index(dumped[i])}]", i)
+            if entry.type == "none":
+                raise _rule("'none' has no place in a list of penalties; remove the entry", i, "type")
+            for layer in penalty_layers(entry):
+                for target in entry.targets:
+                    if (layer, target) in seen:
+                        raise _rule(f"{layer} {target} already carries regularizer[{seen[layer, target]}]; one penalty "
+                                    "per target of a layer (merge them into one elasticnet entry)", i)
+                    seen[layer, target] = i
+        return regularizer
+
+    @field_validator("sweep", mode="before")
+    @classmethod
+    def _sweep_keys_are_text(cls, sweep: Any) -> Any:
+        for key in sweep if isinstance(sweep, dict) else ():
+            if not isinstance(key, str):
+                raise _rule("not a field; sweep over section.field, e.g. regularizer.lambda", key_text(key))
+        return sweep
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep_is_a_grid_of_fields(cls, sweep: dict[str, list[Any]] | None) -> dict[str, list[Any]] | None:
+        for key, values in (sweep or {}).items():
+            section, _, field = key.partition(".")
+            if section not in _SECTION_MODELS or not field or "." in field:
+                raise _rule("not a field; sweep over section.field, e.g. regularizer.lambda", key)
+            known = _field_names(_SECTION_MODELS[section])
+            if field not in known:
+                raise _rule(_unknown_field(field, known, f"{section}."), key)
+            if not values:
+                raise _rule("empty list of values; give at least one, or remove the line", key)
+            if len({_identity(v) for v in values}) != len(values):
+                raise _rule("a value is listed twice", key)
+        runs = math.prod(len(values) for values in (sweep or {}).values())
+        if runs > MAX_SWEEP_RUNS:
+            raise _rule(f"asks for {runs:,} runs; at most {MAX_SWEEP_RUNS:,} in one config (split it into several)")
+        return sweep
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> ExperimentConfig:
+        known, wanted = self.data.known_classes(), self.model.num_classes
+        if known is not None and wanted is not None and wanted != known:
+            what = f"EMNIST {self.data.split}" if self.data.dataset == "emnist" else self.data.dataset
+            raise _rule(f"{wanted} disagrees with the data: {what} has {known} classes; write {known} or leave "
+                        "num_classes out", "model", "num_classes")
+        if isinstance(self.regularizer, list):
+            for key in self.sweep or {}:
+                if key.startswith("regularizer."):
+                    raise _rule("cannot sweep a field of a list of regularizers", "sweep", key)
+        return self
+
     @property
     def penalties(self) -> list[RegularizerConfig]:
         """The regularizer entries as a list, whichever form the file used."""
         reg = self.regularizer
         return list(reg) if isinstance(reg, list) else [reg]
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _identity(value: Any) -> str:
+    """A text that two equal sweep values share."""
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 # --------------------------------------------------------------------------- overrides
@@ -162,77 +378,63 @@ def apply_override(data: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-# --------------------------------------------------------------------------- validation
+# --------------------------------------------------------------------------- the one-line error
 
 
+def _unknown_field(key: Any, known: list[str], prefix: str = "") -> str:
+    """'unknown field', with the nearest known name, or the list of them."""
+    hint = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    return f"unknown field; did you mean '{prefix}{hint[0]}'?" if hint else f"unknown field; expected one of {', '.join(known)}"
 
 
-def _field_names(model: type[BaseModel]) -> list[str]:
-    return [f.alias or name for name, f in model.model_fields.items()]
+_UNKNOWN_KEY = ("extra_forbidden", "invalid_key")  # a key no field has; a key that is no text
 
 
-def _format_loc(loc: tuple) -> str:
+def _precedence(error: dict) -> tuple[int, int]:
+    """Unknown keys first (outermost first), then what is wrong with a field alone, then broken rules."""
+    if error["type"] in _UNKNOWN_KEY:
+        return 0, len(error["loc"])
+    return (2 if error["type"] == "rule" else 1), 0
+
+
+def _path(loc: tuple) -> tuple:
+    """The location as the file spells it: without the tag pydantic gives a regularizer's form."""
+    if len(loc) > 1 and loc[0] == "regularizer" and loc[1] in ("single", "list"):
+        return loc[:1] + loc[2:]
+    return loc
+
+
+def _path_text(parts: tuple) -> str:
     out = ""
-    for part in loc:
-        if part in ("single", "list"):
-            continue
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
     return out
 
 
-_SECTION_MODELS = {
-    "regularizer": RegularizerConfig,
-    "data": DataConfig,
-    "model": ModelConfig,
-    "training": TrainingConfig,
-}
+def _error_line(exc: ValidationError) -> str:
+    """The one line a user reads for a config that does not validate: the field, then what is wrong."""
+    errors = exc.errors()
+    error = min(errors, key=_precedence)
+    path = _path(error["loc"])
+    if error["type"] in _UNKNOWN_KEY:
+        section = tuple(part for part in path[:-1] if isinstance(part, str))
+        model = _SECTION_MODELS[section[0]] if section else ExperimentConfig
+        where = f"{_path_text(path[:-1])}.{key_text(path[-1])}" if path[:-1] else key_text(path[-1])
+        return f"{where}: {_unknown_field(path[-1], _field_names(model))}"
+    if error["type"] == "rule":
+        path += error["ctx"]["at"]
+    more = len(errors) - 1
+    suffix = f" (and {more} more error{'s' * (more > 1)})" if more else ""
+    return f"{_path_text(path) or '(top level)'}: {_describe(error, path)}{suffix}"
 
 
-def _check_unknown_keys(data: dict) -> None:
-    """Reject unknown keys before pydantic, with a 'did you mean' for near misses."""
-
-    def check(mapping: dict, model: type[BaseModel], prefix: str) -> None:
-        known = _field_names(model)
-        for key in mapping:
-            if key not in known:
-                where = f"{prefix}.{key_text(key)}" if prefix else key_text(key)
-                hint = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-                suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; expected one of {', '.join(known)}"
-                raise _FieldError(where, f"unknown field{suggestion}")
-
-    check(data, ExperimentConfig, "")
-    for section, model in _SECTION_MODELS.items():
-        value = data.get(section)
-        if isinstance(value, dict):
-            check(value, model, section)
-        elif section == "regularizer" and isinstance(value, list):
-            for i, entry in enumerate(value):
-                if isinstance(entry, dict):
-                    check(entry, model, f"regularizer[{i}]")
-    if isinstance(data.get("sweep"), dict):
-        for key in data["sweep"]:
-            if not isinstance(key, str):
-                raise _FieldError(
-                    f"sweep.{key_text(key)}", "not a field; sweep over section.field, e.g. regularizer.lambda"
-                )
-
-
-class _FieldError(Exception):
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-def _describe(error: dict) -> str:
+def _describe(error: dict, path: tuple) -> str:
     kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
-    loc = tuple(part for part in error["loc"] if part not in ("single", "list"))
     got = "got no value; give one or remove the line"
     if value is not None:
         got = f"got {type_name(value)} {show_value(value)}"
+    if kind == "rule":
+        return ctx["message"]
     if kind == "literal_error":
         choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         return f"{show_value(value)} is not one of {', '.join(choices)}"
@@ -246,11 +448,13 @@ def _describe(error: dict) -> str:
         bound = next(iter(ctx.values()))
         if isinstance(bound, float) and bound.is_integer():
             bound = int(bound)  # 0, not 0.0: the bound as a person writes it
-        hint = _BOUND_HINTS.get(_format_loc(loc), "")
+        hint = _BOUND_HINTS.get(_path_text(path), "")
         return f"must be {words} {bound}, got {show_value(value)}{hint}"
     if kind in ("int_type", "int_from_float", "int_parsing"):
         hint = f"; write {int(value)}" if isinstance(value, float) and value.is_integer() else ""
         return f"expected an integer, {got}{hint}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, {got}"
     if kind in ("float_type", "float_parsing"):
         hint = "; remove the quotes" if isinstance(value, str) and _is_number(value) else ""
         return f"expected a number, {got}{hint}"
@@ -264,7 +468,7 @@ def _describe(error: dict) -> str:
         if value is None:
             return "empty (no fields under it); give its fields or remove the line"
         hint = ""
-        if loc == ("regularizer",) and value in ("none", "l1", "l2", "elasticnet"):
+        if path == ("regularizer",) and value in ("none", "l1", "l2", "elasticnet"):
             hint = f"; write regularizer: {{type: {value}}}"
         return f"expected a mapping, {got}{hint}"
     return f"{error['msg'][0].lower()}{error['msg'][1:]} ({got})"
@@ -285,196 +489,18 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _check_penalty(entry: RegularizerConfig, where: str) -> None:
-    """Cross-field rules of one regularizer entry (pydantic checks each field alone)."""
-    given = entry.model_fields_set
-    if entry.type == "none":
-        for field in ("lambda_", "l1", "l2", "targets", "layers"):
-            if field in given and getattr(entry, field) is not None:
-                name = "lambda" if field == "lambda_" else field
-                raise _FieldError(f"{where}.{name}", "given with type none, which has no penalty; remove it or choose l1, l2 or elasticnet")
-        return
-    if entry.type in ("l1", "l2"):
-        for field in ("l1", "l2"):
-            if getattr(entry, field) is not None:
-                raise _FieldError(f"{where}.{field}", f"belongs to type elasticnet; type {entry.type} takes 'lambda'")
-    else:
-        if entry.lambda_ is not None:
-            raise _FieldError(f"{where}.lambda", "type elasticnet takes 'l1' and 'l2', not 'lambda'")
-        for field in ("l1", "l2"):
-            if getattr(entry, field) is None:
-                raise _FieldError(f"{where}.{field}", "required for type elasticnet (e.g. l1: 0.01, l2: 0.01)")
-    if entry.targets is not None:
-        if not entry.targets:
-            raise _FieldError(f"{where}.targets", "empty; give any of kernel, bias, activity")
-        repeated = sorted({t for t in entry.targets if entry.targets.count(t) > 1})
-        if repeated:
-            raise _FieldError(f"{where}.targets", f"{repeated[0]!r} is listed twice")
-    if entry.layers is not None:
-        if not entry.layers:
-            raise _FieldError(f"{where}.layers", "empty; leave it out to regularize every layer")
-        valid = list(LAYER_NAMES) + list(LAYER_KINDS)
-        for name in entry.layers:
-            if name not in valid:
-                raise _FieldError(
-                    f"{where}.layers", f"{show_value(name)} is not a layer name or kind; valid: {', '.join(valid)}"
-                )
-        if len(set(entry.layers)) != len(entry.layers):
-            raise _FieldError(f"{where}.layers", "a layer is listed twice")
-
-
-def _resolve_penalty(entry: RegularizerConfig) -> RegularizerConfig:
-    """Fill the defaults that depend on the type: targets and lambda."""
-    if entry.type == "none":
-        return entry.model_copy(update={"targets": []})
-    update: dict[str, Any] = {}
-    if entry.targets is None:
-        update["targets"] = ["kernel", "bias"]
-    if entry.type in ("l1", "l2") and entry.lambda_ is None:
-        update["lambda_"] = 0.01
-    return entry.model_copy(update=update)
-
-
-def penalty_layers(entry: RegularizerConfig) -> list[str]:
-    """The layer names an entry applies to, in model order."""
-    if not entry.layers:
-        return list(LAYER_NAMES)
-    chosen = set()
-    for name in entry.layers:
-        chosen.update(LAYER_KINDS.get(name, (name,)))
-    return [name for name in LAYER_NAMES if name in chosen]
-
-
-def _check_penalties(config: ExperimentConfig) -> ExperimentConfig:
-    single = not isinstance(config.regularizer, list)
-    entries = config.penalties
-    if not single and not entries:
-        raise _FieldError("regularizer", "empty list; leave regularizer out for no penalty")
-    resolved = []
-    for i, entry in enumerate(entries):
-        where = "regularizer" if single else f"regularizer[{i}]"
-        _check_penalty(entry, where)
-        resolved.append(_resolve_penalty(entry))
-    if not single:
-        seen: dict[tuple[str, str], int] = {}
-        dumped = [e.model_dump(by_alias=True) for e in resolved]
-        for i, entry in enumerate(resolved):
-            if dumped[i] in dumped[:i]:
-                raise _FieldError(f"regularizer[{i}]", f"repeats regularizer[{dumped.index(dumped[i])}]")
-            if entry.type == "none":
-                raise _FieldError(f"regularizer[{i}].type", "'none' has no place in a list of penalties; remove the entry")
-            for layer in penalty_layers(entry):
-                for target in entry.targets:
-                    if (layer, target) in seen:
-                        raise _FieldError(
-                            f"regularizer[{i}]",
-                            f"{layer} {target} already carries regularizer[{seen[layer, target]}]; "
-                            "one penalty per target of a layer (merge them into one elasticnet entry)",
-                        )
-                    seen[layer, target] = i
-    return config.model_copy(update={"regularizer": resolved[0] if single else resolved})
-
-
-def _check_data(config: ExperimentConfig) -> None:
-    data = config.data
-    if data.dataset == "idx" and not data.path:
-        raise _FieldError("data.path", "required for dataset idx (a folder of MNIST-format IDX files)")
-    if data.dataset in ("digits", "synthetic") and data.path:
-        raise _FieldError("data.path", f"dataset {data.dataset} reads no files; remove path")
-    if data.path:
-        path = Path(data.path).expanduser()
-        try:
-            exists, is_dir = path.exists(), path.is_dir()
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or exc
-            raise _FieldError("data.path", f"cannot be read ({reason}): {show_value(data.path)}") from None
-        if not exists:
-            raise _FieldError(
-                "data.path",
-                f"no such file or folder: {data.path} (looked for {path.absolute()}; a relative path starts "
-                "in the folder regexp runs in)",
-            )
-        if data.dataset == "idx" and not is_dir:
-            raise _FieldError(
-                "data.path", f"{data.path} is a file; dataset idx reads a folder of MNIST-format IDX files"
-            )
-    known = {"emnist": EMNIST_CLASSES[data.split], "digits": DIGITS_CLASSES}.get(data.dataset)
-    wanted = config.model.num_classes
-    if known is not None and wanted is not None and wanted != known:
-        what = f"EMNIST {data.split}" if data.dataset == "emnist" else data.dataset
-        raise _FieldError(
-            "model.num_classes",
-            f"{wanted} disagrees with the data: {what} has {known} classes; write {known} or leave num_classes out",
-        )
-
-
-def _check_name(name: str) -> None:
-    if name in ("", ".", "..") or "/" in name or "\\" in name or ".." in name or name.startswith("."):
-        raise _FieldError(
-            "name", f"{show_value(name)} is not a plain folder name (no '/', '..' or leading '.'); "
-                    "it names one folder under the results root"
-        )
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name) or len(name) > 200:
-        raise _FieldError("name", f"{show_value(name)} may hold only letters, digits and . _ + - (at most 200)")
-
-
-def _check_sweep(config: ExperimentConfig, raw: dict) -> None:
-    for key, values in (config.sweep or {}).items():
-        where = f"sweep.{key}"
-        parts = key.split(".")
-        if parts[0] in ("sweep", "name") or len(parts) != 2 or parts[0] not in _SECTION_MODELS:
-            raise _FieldError(where, "not a field; sweep over section.field, e.g. regularizer.lambda")
-        if parts[1] not in _field_names(_SECTION_MODELS[parts[0]]):
-            known = _field_names(_SECTION_MODELS[parts[0]])
-            hint = difflib.get_close_matches(parts[1], known, n=1, cutoff=0.6)
-            raise _FieldError(where, "unknown field" + (f"; did you mean '{parts[0]}.{hint[0]}'?" if hint else ""))
-        if not values:
-            raise _FieldError(where, "empty list of values; give at least one, or remove the line")
-        if len({_identity(v) for v in values}) != len(values):
-            raise _FieldError(where, "a value is listed twice")
-        if parts[0] == "regularizer" and isinstance(raw.get("regularizer"), list):
-            raise _FieldError(where, "cannot sweep a field of a list of regularizers")
-    runs = math.prod(len(values) for values in (config.sweep or {}).values())
-    if runs > MAX_SWEEP_RUNS:
-        raise _FieldError(
-            "sweep", f"asks for {runs:,} runs; at most {MAX_SWEEP_RUNS:,} in one config (split it into several)"
-        )
-
-
-def _identity(value: Any) -> str:
-    """A text that two equal sweep values share."""
-    try:
-        return json.dumps(value, sort_keys=True)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def sanitize_name(text: str) -> str:
-    """A shell-safe folder name made from any text (used for file stems and grid points)."""
-    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("._-+") or "run"
-    return name[:200]
+# --------------------------------------------------------------------------- loading
 
 
 def validate(data: dict, source: str, default_name: str) -> ExperimentConfig:
-    """Validate a raw mapping into a resolved ExperimentConfig, or raise ConfigError."""
+    """Validate a raw mapping into a resolved ExperimentConfig, or raise ConfigError.
+
+    `default_name` names the run when `data` gives no name (sanitized: usually the file's stem).
+    """
     try:
-        _check_unknown_keys(data)
-        try:
-            config = ExperimentConfig.model_validate(data)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            more = len(exc.errors()) - 1
-            suffix = f" (and {more} more error{'s' * (more > 1)})" if more else ""
-            raise _FieldError(_format_loc(error["loc"]) or "(top level)", _describe(error) + suffix) from None
-        config = _check_penalties(config)
-        _check_data(config)
-        _check_sweep(config, data)
-        if config.name is None:
-            config = config.model_copy(update={"name": sanitize_name(default_name)})
-        _check_name(config.name)
-    except _FieldError as exc:
-        raise config_error(f"{source}: {exc.field}: {exc.message}") from None
-    return config
+        return ExperimentConfig.model_validate(data, context={"default_name": default_name})
+    except ValidationError as exc:
+        raise config_error(f"{source}: {_error_line(exc)}") from None
 
 
 def _read_with_overrides(path: Path, overrides: list[str]) -> tuple[dict, str]:
@@ -545,7 +571,7 @@ def _format_value(value: Any) -> str:
         text = "+".join(_format_value(v) for v in value)
     else:
         text = str(value)
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text) or "_"  # keeps a sign: -1 stays -1
+    return safe_text(text) or "_"  # keeps a sign: -1 stays -1
 
 
 def expand(config: ExperimentConfig, raw: dict, source: str) -> list[RunSpec]:
@@ -560,7 +586,6 @@ def expand(config: ExperimentConfig, raw: dict, source: str) -> list[RunSpec]:
     for values in itertools.product(*(config.sweep[k] for k in keys)):
         data = copy.deepcopy(raw)
         data.pop("sweep", None)
-        data["name"] = base_name
         parts, group_parts = [], []
         for key, label, value in zip(keys, labels, values):
             apply_override(data, key, value)
@@ -570,17 +595,17 @@ def expand(config: ExperimentConfig, raw: dict, source: str) -> list[RunSpec]:
                 group_parts.append(part)
         point = "__".join(parts)
         name = f"{base_name}__{point}"
-        if len(name) > 200:
+        if len(name) > MAX_NAME_LENGTH:
             raise config_error(f"{source}: sweep: a run would be named {show_value(name)}, {len(name)} characters; "
-                                "at most 200 (shorten the name or the swept values)")
+                                f"at most {MAX_NAME_LENGTH} (shorten the name or the swept values)")
         if name in names:
             both = [", ".join(f"{k} {show_value(v)}" for k, v in zip(keys, point)) for point in (names[name], values)]
             raise config_error(f"{source}: sweep: {both[0]} and {both[1]} both make the run name {show_value(name)}; "
                                 "one would overwrite the other (make the values differ in letters or digits)")
         names[name] = values
+        data["name"] = name
         point_source = f"{source} [sweep {point}]"
         point_config = validate(data, point_source, base_name)
-        point_config = point_config.model_copy(update={"name": name})
         group = "__".join([base_name, *group_parts])
         specs.append(RunSpec(name, group, point_config, point_source))
     return specs

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regexp.errors import ResultsError
+from regexp.names import run_name_problem
 
 STAGING = ".inprogress"
 METRICS = "metrics.json"
@@ -93,8 +94,9 @@ def staging_dir(root: Path, name: str) -> Path:
 
 
 def _confined(parent: Path, name: str) -> Path:
-    if not name or name.startswith(".") or "/" in name or "\\" in name or os.path.isabs(name):
-        raise ResultsError(f"run name {name!r} is not a plain folder name")
+    problem = run_name_problem(name)  # the rule config validation applied already; here for names from elsewhere
+    if problem:
+        raise ResultsError(f"run name {name!r} {problem}")
     path = parent / name
     if path.resolve().parent != parent.resolve():
         raise ResultsError(f"run name {name!r} leaves the results root {parent}")

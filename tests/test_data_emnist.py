@@ -384,7 +384,39 @@ def test_damaged_member_of_matlab_zip_is_refused_and_leaves_no_mat_file_behind(t
 
 def test_missing_path_is_refused(tmp_path):
     message = load_error("balanced", tmp_path / "nowhere.zip")
-    assert message.startswith(f"data.path: {tmp_path / 'nowhere.zip'} does not exist")
+    assert message.startswith(f"{tmp_path / 'nowhere.zip'} does not exist")
+
+
+def test_data_error_names_the_config_the_field_and_the_file_once_each(tmp_path):
+    """The runner adds the config file, load_dataset the field, the source the file: each once."""
+    from regexp import runner
+    from regexp.config import load_runs
+
+    archive = fx.write_gzip_zip(tmp_path / "gzip.zip", "balanced", fx.make_split("balanced"))
+    config = tmp_path / "vanishing.yaml"
+    config.write_text(f"data: {{path: '{archive}'}}\n")
+    (spec,) = load_runs(config)
+    archive.unlink()  # gone after validation, as in a long sweep
+    with pytest.raises(DataError) as caught:
+        runner.load_run_data(spec)
+    assert str(caught.value) == (
+        f"{config}: data.path: {archive} does not exist; expected NIST's matlab.zip or gzip.zip, "
+        "or a folder of EMNIST IDX files"
+    )
+
+
+def test_damaged_archive_by_path_is_one_line_naming_config_field_and_file_once(cli, tmp_path):
+    archive = tmp_path / "damaged.zip"
+    archive.write_bytes(b"PK not really a zip")
+    config = tmp_path / "damaged.yaml"
+    config.write_text(f"data: {{path: '{archive}'}}\n")
+    result = cli("run", config, "--results", tmp_path / "results")
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert result.output == (
+        f"error: {config}: data.path: {archive}: not a zip archive (truncated or damaged?); expected NIST's "
+        "matlab.zip or gzip.zip, or a folder of EMNIST IDX files\n"
+    )
+    assert not (tmp_path / "results").exists()
 
 
 def test_archive_without_the_split_names_the_members_expected(tmp_path):

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from regexp.config import DataConfig
+from regexp.config import DIGITS_CLASSES, EMNIST_CLASSES, DataConfig
+from regexp.data.idx import IMAGE_SIZE
 from regexp.errors import DataError
-
-IMAGE_SHAPE = (28, 28)
 
 
 @dataclass(frozen=True)
@@ -38,9 +37,8 @@ def _read_source(data: DataConfig, num_classes: int | None) -> tuple[tuple[np.nd
     if data.dataset == "digits":
         from regexp.data import digits
 
-        return digits.load(), digits.NUM_CLASSES, "scikit-learn digits, 8x8 brought to 28x28"
+        return digits.load(), DIGITS_CLASSES, "scikit-learn digits, 8x8 brought to 28x28"
     if data.dataset == "emnist":
-        from regexp.config import EMNIST_CLASSES
         from regexp.data import emnist
 
         arrays, origin = emnist.load(data.split, data.path)
@@ -51,25 +49,37 @@ def _read_source(data: DataConfig, num_classes: int | None) -> tuple[tuple[np.nd
         arrays = idx.load_folder(data.path)
         classes = num_classes or int(max(arrays[1].max(), arrays[3].max())) + 1
         return arrays, classes, f"IDX files in {data.path}"
-    raise DataError(f"data.dataset: unknown dataset {data.dataset!r}")
+    raise DataError(f"unknown dataset {data.dataset!r}")
 
 
-def check_arrays(x_train, y_train, x_test, y_test, num_classes: int, source: str) -> None:
-    """Refuse arrays of the wrong shape or dtype, or labels outside [0, num_classes)."""
+def check_arrays(
+    x_train, y_train, x_test, y_test, num_classes: int, source: str, label_offset: int = 0, classes_of: str = ""
+) -> None:
+    """Refuse arrays of the wrong shape or dtype, or labels outside [0, num_classes).
+
+    `label_offset` is what was subtracted from the labels as stored, so an error shows them as
+    stored; `classes_of` names the dataset whose classes they are (e.g. 'EMNIST letters'), if known.
+    """
     for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SIZE:
             raise DataError(f"{source}: {name} images are {x.dtype} {x.shape}; expected uint8 (N, 28, 28)")
         if y.shape != (len(x),):
             raise DataError(f"{source}: {len(y)} {name} labels for {len(x)} images")
         if len(y) and (y.min() < 0 or y.max() >= num_classes):
-            raise DataError(
-                f"{source}: {name} labels span {int(y.min())}..{int(y.max())}; expected 0..{num_classes - 1} "
-                f"for {num_classes} classes (set model.num_classes, or check the files)"
+            low, high, first = int(y.min()) + label_offset, int(y.max()) + label_offset, label_offset
+            expected = (
+                f"{classes_of} has {num_classes} classes numbered {first}..{num_classes - 1 + first}" if classes_of
+                else f"expected 0..{num_classes - 1} for {num_classes} classes (set model.num_classes, or check the files)"
             )
+            raise DataError(f"{source}: {name} labels span {low}..{high}; {expected}")
 
 
 def load_dataset(data: DataConfig, num_classes: int | None = None) -> Dataset:
-    """Load the configured dataset, apply `limit`/`test_limit`, and check it against `num_classes`."""
+    """Load the configured dataset, apply `limit`/`test_limit`, and check it against `num_classes`.
+
+    An error starts with the field it comes from (data.path, else data.dataset); the sources
+    name only the file. The runner adds the config file in front.
+    """
     try:
         (x_train, y_train, x_test, y_test), classes, description = _read_source(data, num_classes)
     except DataError as exc:

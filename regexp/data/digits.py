@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-NUM_CLASSES = 10
-
 
 def to_28x28(images_8x8: np.ndarray) -> np.ndarray:
     """(N, 8, 8) values 0..16 -> (N, 28, 28) uint8 values 0..255."""

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from regexp.config import EMNIST_CLASSES
-from regexp.data import cache, download, idx
+from regexp.data import cache, check_arrays, download, idx
 from regexp.errors import DataError
 
 MATLAB_URL = "https://biometrics.nist.gov/cs_links/EMNIST/matlab.zip"
@@ -91,22 +91,10 @@ def _reason(exc: BaseException) -> str:
 def finish(split: str, arrays: Arrays, source: str) -> Arrays:
     """Shift labels to 0-based and check dtypes, shapes and label range; return contiguous arrays."""
     x_train, y_train, x_test, y_test = arrays
-    classes, offset = EMNIST_CLASSES[split], LABEL_OFFSET.get(split, 0)
-    finished = []
-    for part, images, labels in (("train", x_train, y_train), ("test", x_test, y_test)):
-        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != idx.IMAGE_SIZE:
-            raise DataError(f"{source}: {part} images are {images.dtype} {images.shape}; expected uint8 (N, 28, 28)")
-        labels = np.asarray(labels).reshape(-1).astype(np.int64) - offset
-        if len(labels) != len(images):
-            raise DataError(f"{source}: {len(labels)} {part} labels for {len(images)} images")
-        if len(labels) and (labels.min() < 0 or labels.max() >= classes):
-            low, high = int(labels.min()) + offset, int(labels.max()) + offset
-            raise DataError(
-                f"{source}: {part} labels span {low}..{high}; EMNIST {split} has {classes} classes "
-                f"numbered {offset}..{classes - 1 + offset}"
-            )
-        finished += [np.ascontiguousarray(images), labels]
-    return tuple(finished)
+    offset = LABEL_OFFSET.get(split, 0)
+    y_train, y_test = (np.asarray(labels).reshape(-1).astype(np.int64) - offset for labels in (y_train, y_test))
+    check_arrays(x_train, y_train, x_test, y_test, EMNIST_CLASSES[split], source, offset, f"EMNIST {split}")
+    return np.ascontiguousarray(x_train), y_train, np.ascontiguousarray(x_test), y_test
 
 
 @contextmanager
@@ -242,7 +230,7 @@ def load_local(split: str, path: Path) -> tuple[Arrays, str]:
     """`split` from a file or folder the user named, through the cache."""
     if not path.exists():
         raise DataError(
-            f"data.path: {path} does not exist; expected NIST's matlab.zip or gzip.zip, "
+            f"{path} does not exist; expected NIST's matlab.zip or gzip.zip, "
             "or a folder of EMNIST IDX files"
         )
     key = local_source_key(split, path)
@@ -293,7 +281,7 @@ def load(split: str, path: str | None) -> tuple[Arrays, str]:
     came from, for the run's description.
     """
     if split not in EMNIST_CLASSES:
-        raise DataError(f"data.split: unknown EMNIST split {split!r}; expected one of {', '.join(EMNIST_CLASSES)}")
+        raise DataError(f"unknown EMNIST split {split!r}; expected one of {', '.join(EMNIST_CLASSES)}")
     if path is None:
         return load_download(split)
     return load_local(split, Path(path).expanduser().resolve())

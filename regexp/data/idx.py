@@ -122,10 +122,6 @@ def read_folder(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     return (*read_pair(train_images, train_labels), *read_pair(test_images, test_labels))
 
 
-def load_folder(path: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_folder(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Read a folder in MNIST's layout: (x_train, y_train, x_test, y_test), images upright as stored."""
-    if path is None:
-        raise DataError(
-            f"data.path: the idx dataset needs a folder holding {', '.join(MNIST_FILE_NAMES)} (each may end in .gz)"
-        )
     return read_folder(locate(Path(path).expanduser(), MNIST_FILE_NAMES))
