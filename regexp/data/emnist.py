@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from regexp.config import EMNIST_CLASSES
-from regexp.data import cache, check_arrays, download, idx
+from regexp.data import cache, download, idx
+from regexp.data.arrays import check_arrays
 from regexp.errors import DataError
 
 MATLAB_URL = "https://biometrics.nist.gov/cs_links/EMNIST/matlab.zip"
