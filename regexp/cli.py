@@ -132,6 +132,10 @@ def sweep(
     epochs: EpochsOption = None,
     set_: SetOption = None,
     force: ForceOption = False,
+    seeds: Annotated[Optional[int], typer.Option(
+        "--seeds", min=1, help="Run every config with training.seed 0..N-1, so the report can give confidence "
+                               "intervals and paired tests (a config whose grid already varies the seed keeps its own).",
+    )] = None,
     backend: BackendOption = Backend.local,
     address: AddressOption = None,
     cpus_per_run: CpusPerRunOption = None,
@@ -147,7 +151,7 @@ def sweep(
 
     with user_errors():
         _check_backend_options(backend, jobs, address, cpus_per_run, gpus_per_run, shared_results)
-        todo, done = plan(folder, _overrides(epochs, set_), results, force)
+        todo, done = plan(folder, _overrides(epochs, set_), results, force, seeds)
         results_lib.ensure_writable_root(results)
         typer.echo(f"{len(todo) + len(done)} runs: {len(done)} already completed, {len(todo)} to run -> {results}")
         damaged = results_lib.damaged_runs(results, [spec.name for spec in todo])

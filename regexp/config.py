@@ -611,10 +611,21 @@ def expand(config: ExperimentConfig, raw: dict, source: str) -> list[RunSpec]:
     return specs
 
 
-def load_runs(path: Path | str, overrides: list[str] = ()) -> list[RunSpec]:
-    """Read one config file and expand it into the runs it asks for."""
+def with_seed_grid(data: dict, seeds: int) -> dict:
+    """The raw config with `training.seed: [0, ..., seeds - 1]` added to its `sweep:` grid; a grid
+    that already varies the seed keeps its own (and one that is not a mapping is left to validation)."""
+    grid = data.get("sweep") or {}
+    if not isinstance(grid, dict) or "training.seed" in grid:
+        return data
+    return {**data, "sweep": {**grid, "training.seed": list(range(seeds))}}
+
+
+def load_runs(path: Path | str, overrides: list[str] = (), seeds: int | None = None) -> list[RunSpec]:
+    """Read one config file and expand it into the runs it asks for (with `seeds`, each over seeds 0..seeds-1)."""
     path = Path(path)
     data, source = _read_with_overrides(path, overrides)
+    if seeds is not None:
+        data = with_seed_grid(data, seeds)
     config = validate(data, source, path.stem)
     raw = copy.deepcopy(data)
     raw["name"] = config.name

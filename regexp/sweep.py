@@ -43,15 +43,18 @@ def config_files(folder: Path) -> list[Path]:
     return files
 
 
-def plan(folder: Path, overrides: list[str], root: Path, force: bool) -> tuple[list[RunSpec], list[RunSpec]]:
-    """Validate every config and expand every grid: (runs to do, runs already completed).
+def plan(
+    folder: Path, overrides: list[str], root: Path, force: bool, seeds: int | None = None
+) -> tuple[list[RunSpec], list[RunSpec]]:
+    """Validate every config and expand every grid (each over seeds 0..seeds-1 if given):
+    (runs to do, runs already completed).
 
     All errors are gathered and raised together, so one pass shows everything to fix.
     """
     errors, specs = [], []
     for path in config_files(folder):
         try:
-            specs.extend(load_runs(path, overrides))
+            specs.extend(load_runs(path, overrides, seeds))
         except RegexpError as exc:
             errors.append(str(exc))
     owners: dict[str, str] = {}

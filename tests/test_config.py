@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, REFERENCE_CONFIGS
+from conftest import CONFIGS, REFERENCE_CONFIGS, write_config
 
 from regexp import results
 from regexp.config import (
@@ -175,3 +175,17 @@ def test_sweep_over_parent_relative_paths_makes_run_names_results_accepts(tmp_pa
     specs = load_runs(path)
     assert [s.name for s in specs] == ["grid__path-.._data_a", "grid__path-.._data_b"]
     assert [results.run_dir(tmp_path, s.name).name for s in specs] == [s.name for s in specs]
+
+
+def test_seeds_option_repeats_each_config_over_seeds_and_keeps_a_grid_that_already_varies_the_seed(tmp_path):
+    from regexp.config import load_runs
+
+    plain = write_config(tmp_path, "plain", {"regularizer": {"type": "l2"}})
+    specs = load_runs(plain, seeds=3)
+    assert [s.name for s in specs] == ["plain__seed-0", "plain__seed-1", "plain__seed-2"]
+    assert [s.config.training.seed for s in specs] == [0, 1, 2]
+    assert {s.group for s in specs} == {"plain"}  # the seeds of one config share its row in the report
+    grid = write_config(tmp_path, "grid", {"regularizer": {"type": "l2"},
+                                          "sweep": {"regularizer.lambda": [0.1, 0.2], "training.seed": [7, 8]}})
+    assert [s.config.training.seed for s in load_runs(grid, seeds=3)] == [7, 8, 7, 8]
+    assert len(load_runs(grid, seeds=None)) == len(load_runs(grid, seeds=3)) == 4
