@@ -112,6 +112,8 @@ class TrainingConfig(_Section):
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # what numpy's and Python's seeding accept
     # auto: mixed_bfloat16 where the CPU or GPU computes bfloat16 natively, else float32
     precision: Precision = "auto"
+    # regexp's faster dropout and fused activity penalties; false: stock Keras layers, exactly the reference's
+    fast_path: bool = True
 
 
 class ExperimentConfig(_Section):

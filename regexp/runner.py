@@ -191,14 +191,15 @@ def prepare_training(config, data: Dataset, threads: int | None = None):
     train.enable_determinism(config.training.seed)
     splits = train.make_splits(data, config.training.batch_size, config.training.validation_split, config.training.seed)
     model = model_lib.build_model(config, data.num_classes, precision)
-    model_lib.compile_model(model, config.training.learning_rate)
+    per_call = train.steps_per_execution(splits.steps_per_epoch, train.MAX_STEPS_PER_EXECUTION)
+    model_lib.compile_model(model, config.training.learning_rate, per_call)
     return model, splits, precision, precision_reason, thread_counts
 
 
 def _train_and_record(spec, data, staging, resumed, verbose, threads, log) -> dict:
     # TensorFlow is imported here, not at module level: the CLI must start without it.
     from regexp import model as model_lib
-    from regexp import plots
+    from regexp import plots, speedups
     from regexp import train
 
     config = spec.config
@@ -267,8 +268,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, log) -> di
             "precision": precision,
             "precision_reason": precision_reason,
             "threads": thread_counts,
-            "dropout": "RandomBitsDropout (masks cut from random bytes)",
-            "xla": "activity penalties only (value and gradient)" if _has_activity_penalty(config) else "not used",
+            **speedups.describe(config.training.fast_path, _has_activity_penalty(config)),
         },
         "versions": train.versions(),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

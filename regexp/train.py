@@ -1,16 +1,15 @@
 """Train and evaluate: the input pipeline, the precision and thread settings, the fit loop.
 
-The fast path, measured on a 2-core CPU (see benchmarks/ and the README's Performance
-section): our own tf.data pipeline over uint8 arrays with tf.data's autotuning off and a
-repeating training stream (no per-epoch iterator teardown stalls) that shuffles indices, not
-samples, and gathers each batch in one op; integer labels with a sparse cross-entropy (the
-same loss as one-hot categorical cross-entropy); bfloat16 compute where the hardware has it
-natively; and up to MAX_STEPS_PER_EXECUTION batches per call into the graph, so that Python,
-callbacks and the host sync run once per chunk instead of once per batch (+7 % on 2 cores).
-XLA is never turned on: it is ~8x slower on CPU. Measured and left at their defaults, as
-nothing else did better: TensorFlow's thread pools (intra = inter = cores; inter_op=1 was
-5 % slower), prefetch depth 2 (4 was 3 % slower), tf.data's thread pool, and Keras's
-asynchronous callback dispatch.
+The training path: regexp's own tf.data pipeline over uint8 arrays with tf.data's autotuning
+off and a repeating training stream (no per-epoch iterator teardown stalls) that shuffles
+indices, not samples, and gathers each batch in one op; integer labels with a sparse
+cross-entropy (the same loss as one-hot categorical cross-entropy); bfloat16 compute where
+the hardware has it natively; and up to MAX_STEPS_PER_EXECUTION batches per call into the
+graph, so that Python, callbacks and the host sync run once per chunk instead of once per
+batch. The model is not XLA-compiled (on CPU that is slower); with `training.fast_path` the
+activity penalties are (regexp/speedups.py). TensorFlow's thread pools, tf.data's thread pool
+and Keras's asynchronous callback dispatch are left at their defaults. The measurements
+behind these choices are in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -31,11 +30,10 @@ import tensorflow as tf
 from regexp.data import Dataset
 
 # Batches prepared ahead by tf.data's own thread: on a GPU only. On CPU that thread competes
-# with the training step's threads for the same cores, and preparing a batch inline (0.3 ms of
-# CPU) measured 3.5 % faster per step on 2 cores than having it ready.
+# with the training step's threads for the same cores (benchmarks/README.md).
 GPU_PREFETCH_BATCHES = 2
 # Batches per call into the graph: the largest divisor of the epoch's batch count up to this
-# (361 batches per EMNIST-balanced epoch: 19). Any value from ~13 up measured the same.
+# (361 batches per EMNIST-balanced epoch: 19).
 MAX_STEPS_PER_EXECUTION = 32
 
 
@@ -130,7 +128,7 @@ def _to_model_input(images, labels):
 
 def _options() -> tf.data.Options:
     options = tf.data.Options()
-    options.autotune.enabled = False  # its thread's teardown stalls a third of epochs by 2-7 s
+    options.autotune.enabled = False  # its thread's teardown stalls epochs for seconds
     options.deterministic = True
     return options
 
@@ -153,8 +151,8 @@ def _shuffled_batches(
     """An endless stream of batches, each epoch a fresh permutation drawn from (seed, epoch).
 
     The permutation is of indices, cut into batches and gathered from the arrays in one op per
-    batch: no per-sample work in tf.data, and no 90 ms stall at each epoch's start to refill a
-    sample-level shuffle buffer (EMNIST-sized: +2 % throughput, ~90 MB less memory). Epochs
+    batch: no per-sample work in tf.data, and no stall at each epoch's start to refill a
+    sample-level shuffle buffer. Epochs
     are numbered from `first_epoch`, read when the stream reaches each epoch: a run resumed at
     epoch k sets it to k and sees the same batches as a run that was never interrupted.
     """
@@ -314,7 +312,8 @@ def steps_per_execution(steps_per_epoch: int, limit: int) -> int:
     """The most batches per graph call, up to `limit`, that divide an epoch evenly.
 
     Keras runs whole calls of that many batches, so a size that does not divide the epoch's
-    batch count would make every epoch of a repeating stream longer than one pass.
+    batch count would make every epoch of a repeating stream longer than one pass. Validation
+    and test streams are finite, and Keras ends their last call early when they run out.
     """
     return max(d for d in range(1, max(1, min(limit, steps_per_epoch)) + 1) if steps_per_epoch % d == 0)
 
@@ -346,12 +345,6 @@ def fit(
     benchmarks time epochs with one).
     """
     guard, timer = StopOnNonFiniteLoss(), EpochTimer()
-    # Set here rather than in compile: the chunk must divide this run's epoch. Validation and
-    # test streams are finite, and Keras ends their last chunk early when they run out.
-    per_call = steps_per_execution(splits.steps_per_epoch, MAX_STEPS_PER_EXECUTION)
-    if model.steps_per_execution != per_call:
-        model.steps_per_execution = per_call
-        model.train_function = model.test_function = model.predict_function = None  # retrace
     # double_checkpoint keeps the previous epoch's checkpoint: a kill in the middle of writing
     # the latest one (Keras writes it in place) falls back to it instead of failing to resume.
     repair_checkpoint(checkpoint_dir)

@@ -44,7 +44,7 @@ def test_metrics_record_what_the_issue_asks_for(cli, tmp_path):
     assert set(m["sparsity"]["layers"]) == {"conv1", "conv2", "dense1", "dense2"}
     assert 0 <= m["sparsity"]["overall"] <= 1
     assert m["param_count"] == 440_751 - 37 * 257  # 10 outputs instead of 47
-    assert m["activity_penalty"]["keras_divides_by_batch"] != m["activity_penalty"]["regexp_divides_by_batch"]
+    assert m["activity_penalty"]["semantics"] == "mean over the batch of the per-sample penalty (as the reference)"
     assert m["data"] == {"description": "synthetic (10 classes)", "num_classes": 10, "train": 240, "validation": 60, "test": 100}
     resolved = (tmp_path / "results" / "l1" / "config.yaml").read_text()
     assert "batch_size: 50" in resolved and "learning_rate: 0.001" in resolved  # defaults filled in
