@@ -22,6 +22,7 @@ from regexp.data import Dataset, load_dataset
 from regexp.errors import DataError, ResultsError
 
 COMPLETED, DIVERGED, FAILED, SKIPPED = "completed", "diverged", "failed", "skipped"
+WEIGHTS = "model.weights.h5"  # a completed run's final weights (Keras's save_weights format)
 
 
 @dataclass
@@ -229,14 +230,21 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, log) -> di
         checkpoint_dir=str(staging / results.CHECKPOINT),
         record_epoch=record_epoch,
         verbose=verbose,
+        log=log,
     )
     status = DIVERGED if fitted.diverged_epoch else COMPLETED
-    test_loss = test_accuracy = None
+    best = max(rows, key=lambda row: row.get("val_accuracy", float("-inf")), default=None)
+    test_loss = test_accuracy = best_test_loss = best_test_accuracy = activations = None
+    sparsity = model_lib.weight_sparsity(model)
     if status == COMPLETED:
         test_loss, test_accuracy = train.evaluate(model, splits)
+        activations = train.activation_statistics(model, splits.test)
+        train.write_weights(model, staging / WEIGHTS)
+        if fitted.best_weights is not None:  # the weights of `best_epoch`, kept in the checkpoint until now
+            model.set_weights(fitted.best_weights)
+            best_test_loss, best_test_accuracy = train.evaluate(model, splits)
     shutil.rmtree(staging / results.CHECKPOINT, ignore_errors=True)
     plots.plot_run(staging, rows, spec.name)
-    best = max(rows, key=lambda row: row.get("val_accuracy", float("-inf")), default=None)
     metrics = {
         **_base_metrics(spec),
         "status": status,
@@ -248,10 +256,13 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, log) -> di
         "resumed_from_epoch": fitted.initial_epoch or None,
         "best_val_accuracy": best.get("val_accuracy") if best else None,
         "best_epoch": best["epoch"] if best else None,
+        "best_epoch_test_loss": best_test_loss,
+        "best_epoch_test_accuracy": best_test_accuracy,
         "wall_time_s": round(time.perf_counter() - started, 3),
         "train_samples_per_s": _median_rate(splits.train_size, fitted.train_seconds),
         "param_count": int(model.count_params()),
-        "sparsity": model_lib.weight_sparsity(model),
+        "sparsity": sparsity,
+        "activations": activations,
         "penalties": model_lib.penalty_summary(config),
         "activity_penalty": model_lib.activity_semantics(),
         "data": {
