@@ -23,7 +23,7 @@ def test_defaults_are_the_reference_experiment(tmp_path):
         "data": {"dataset": "emnist", "split": "balanced", "path": None, "limit": None, "test_limit": None},
         "model": {"conv1_filters": 32, "conv2_filters": 64, "dense_units": 256, "dropout": 0.25, "num_classes": None},
         "training": {"epochs": 25, "batch_size": 250, "validation_split": 0.2, "learning_rate": 0.001,
-                     "seed": 0, "precision": "auto"},
+                     "seed": 0, "precision": "auto", "fast_path": True},
     }
 
 
