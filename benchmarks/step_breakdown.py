@@ -104,7 +104,7 @@ def step_parts(precision: str, blocks: int) -> dict[str, float]:
 def dropout_parts(precision: str, blocks: int) -> dict[str, float]:
     import tensorflow as tf
 
-    from regexp.model import RandomBitsDropout
+    from regexp.speedups import RandomBitsDropout
 
     dtype = tf.bfloat16 if "bfloat16" in precision else tf.float32
     shapes = [(250, 13, 13, 32), (250, 5, 5, 64)]  # the outputs of pool1 and pool2

@@ -15,7 +15,7 @@ targets, categorical cross-entropy, `validation_split=0.2`, batch 250, Adam, the
 as a plain keras.Sequential, no regularizer, verbose=0.
 (B) is regexp: `regexp.runner.prepare_training` (the runner's own set-up: threads,
 determinism, precision "auto", input streams, model) + `regexp.train.fit` (
-BackupAndRestore checkpoints every epoch), verbose=0.
+regexp's checkpoint after every epoch), verbose=0.
 (P) is (B) with an activity penalty (default: configs/elasticnet_activity.yaml, the costliest),
 measured for the study extrapolation.
 

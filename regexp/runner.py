@@ -26,6 +26,7 @@ from regexp.errors import DataError, ResultsError
 
 COMPLETED, DIVERGED, FAILED, SKIPPED = "completed", "diverged", "failed", "skipped"
 RUNNING_ELSEWHERE = "running elsewhere"  # a sweep found the run locked by another process and left it
+WEIGHTS = "model.weights.h5"  # a completed run's final weights (Keras's save_weights format)
 
 logger = logging.getLogger(__name__)
 
@@ -220,14 +221,15 @@ def prepare_training(config, data: Dataset, threads: int | None = None):
     train.enable_determinism(config.training.seed)
     splits = train.make_splits(data, config.training.batch_size, config.training.validation_split, config.training.seed)
     model = model_lib.build_model(config, data.num_classes, precision)
-    model_lib.compile_model(model, config.training.learning_rate)
+    per_call = train.steps_per_execution(splits.steps_per_epoch, train.MAX_STEPS_PER_EXECUTION)
+    model_lib.compile_model(model, config.training.learning_rate, per_call)
     return model, splits, precision, precision_reason, thread_counts
 
 
 def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
     # TensorFlow is imported here, not at module level: the CLI must start without it.
     from regexp import model as model_lib
-    from regexp import plots
+    from regexp import plots, speedups
     from regexp import train
 
     config = spec.config
@@ -259,12 +261,18 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
         verbose=verbose,
     )
     status = DIVERGED if fitted.diverged_epoch else COMPLETED
-    test_loss = test_accuracy = None
+    best = max(rows, key=lambda row: row.get("val_accuracy", float("-inf")), default=None)
+    test_loss = test_accuracy = best_test_loss = best_test_accuracy = activations = None
+    sparsity = model_lib.weight_sparsity(model)
     if status == COMPLETED:
         test_loss, test_accuracy = train.evaluate(model, splits)
+        activations = train.activation_statistics(model, splits.test)
+        train.write_weights(model, staging / WEIGHTS)
+        if fitted.best_weights is not None:  # the weights of `best_epoch`, kept in the checkpoint until now
+            model.set_weights(fitted.best_weights)
+            best_test_loss, best_test_accuracy = train.evaluate(model, splits)
     shutil.rmtree(staging / results.CHECKPOINT, ignore_errors=True)
     plots.plot_run(staging, rows, spec.name)
-    best = max(rows, key=lambda row: row.get("val_accuracy", float("-inf")), default=None)
     metrics = {
         **_base_metrics(spec),
         "status": status,
@@ -276,10 +284,13 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
         "resumed_from_epoch": fitted.initial_epoch or None,
         "best_val_accuracy": best.get("val_accuracy") if best else None,
         "best_epoch": best["epoch"] if best else None,
+        "best_epoch_test_loss": best_test_loss,
+        "best_epoch_test_accuracy": best_test_accuracy,
         "wall_time_s": round(time.perf_counter() - started, 3),
         "train_samples_per_s": _median_rate(splits.train_size, fitted.train_seconds),
         "param_count": int(model.count_params()),
-        "sparsity": model_lib.weight_sparsity(model),
+        "sparsity": sparsity,
+        "activations": activations,
         "penalties": model_lib.penalty_summary(config),
         "activity_penalty": model_lib.activity_semantics(),
         "data": {
@@ -296,8 +307,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
             "precision": precision,
             "precision_reason": precision_reason,
             "threads": thread_counts,
-            "dropout": "RandomBitsDropout (masks cut from random bytes)",
-            "xla": "activity penalties only (value and gradient)" if _has_activity_penalty(config) else "not used",
+            **speedups.describe(config.training.fast_path, _has_activity_penalty(config)),
         },
         "versions": train.versions(),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -1,24 +1,26 @@
 """Train and evaluate: the input pipeline, the precision and thread settings, the fit loop.
 
-The fast path, measured on a 2-core CPU (see benchmarks/ and the README's Performance
-section): our own tf.data pipeline over uint8 arrays with tf.data's autotuning off and a
-repeating training stream (no per-epoch iterator teardown stalls) that shuffles indices, not
-samples, and gathers each batch in one op; integer labels with a sparse cross-entropy (the
-same loss as one-hot categorical cross-entropy); bfloat16 compute where the hardware has it
-natively; and up to MAX_STEPS_PER_EXECUTION batches per call into the graph, so that Python,
-callbacks and the host sync run once per chunk instead of once per batch (+7 % on 2 cores).
-XLA is never turned on: it is ~8x slower on CPU. Measured and left at their defaults, as
-nothing else did better: TensorFlow's thread pools (intra = inter = cores; inter_op=1 was
-5 % slower), prefetch depth 2 (4 was 3 % slower), tf.data's thread pool, and Keras's
-asynchronous callback dispatch.
+The training path: regexp's own tf.data pipeline over uint8 arrays with tf.data's autotuning
+off and a repeating training stream (no per-epoch iterator teardown stalls) that shuffles
+indices, not samples, and gathers each batch in one op; integer labels with a sparse
+cross-entropy (the same loss as one-hot categorical cross-entropy); bfloat16 compute where
+the hardware has it natively; and up to MAX_STEPS_PER_EXECUTION batches per call into the
+graph, so that Python, callbacks and the host sync run once per chunk instead of once per
+batch. The model is not XLA-compiled (on CPU that is slower); with `training.fast_path` the
+activity penalties are (regexp/speedups.py). TensorFlow's thread pools, tf.data's thread pool
+and Keras's asynchronous callback dispatch are left at their defaults. The measurements
+behind these choices are in benchmarks/README.md.
+
+Resuming is regexp's own (regexp/checkpoint.py): after every epoch the model's and the
+optimizer's variables, the epoch and the best epoch's weights are saved; `fit` restores them
+and continues at the next epoch.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,14 +30,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from regexp import checkpoint, results
+from regexp.config import LAYER_NAMES
 from regexp.data import Dataset
 
 # Batches prepared ahead by tf.data's own thread: on a GPU only. On CPU that thread competes
-# with the training step's threads for the same cores, and preparing a batch inline (0.3 ms of
-# CPU) measured 3.5 % faster per step on 2 cores than having it ready.
+# with the training step's threads for the same cores (benchmarks/README.md).
 GPU_PREFETCH_BATCHES = 2
 # Batches per call into the graph: the largest divisor of the epoch's batch count up to this
-# (361 batches per EMNIST-balanced epoch: 19). Any value from ~13 up measured the same.
+# (361 batches per EMNIST-balanced epoch: 19).
 MAX_STEPS_PER_EXECUTION = 32
 
 
@@ -130,7 +133,7 @@ def _to_model_input(images, labels):
 
 def _options() -> tf.data.Options:
     options = tf.data.Options()
-    options.autotune.enabled = False  # its thread's teardown stalls a third of epochs by 2-7 s
+    options.autotune.enabled = False  # its thread's teardown stalls epochs for seconds
     options.deterministic = True
     return options
 
@@ -153,8 +156,8 @@ def _shuffled_batches(
     """An endless stream of batches, each epoch a fresh permutation drawn from (seed, epoch).
 
     The permutation is of indices, cut into batches and gathered from the arrays in one op per
-    batch: no per-sample work in tf.data, and no 90 ms stall at each epoch's start to refill a
-    sample-level shuffle buffer (EMNIST-sized: +2 % throughput, ~90 MB less memory). Epochs
+    batch: no per-sample work in tf.data, and no stall at each epoch's start to refill a
+    sample-level shuffle buffer. Epochs
     are numbered from `first_epoch`, read when the stream reaches each epoch: a run resumed at
     epoch k sets it to k and sees the same batches as a run that was never interrupted.
     """
@@ -248,23 +251,6 @@ class EpochTimer(keras.callbacks.Callback):
             self._start = 0.0
 
 
-def restored_epoch(model: keras.Model) -> int:
-    """The epoch BackupAndRestore restored the model to at the start of `fit` (0 if none)."""
-    return getattr(model, "_initial_epoch", 0) or 0
-
-
-class StartStreamAtInitialEpoch(keras.callbacks.Callback):
-    """Set the training stream's first epoch to the one training starts at: runs after
-    BackupAndRestore, which sets it on resuming, and before the stream's first batch."""
-
-    def __init__(self, first_epoch: tf.Variable):
-        super().__init__()
-        self.first_epoch = first_epoch
-
-    def on_train_begin(self, logs=None):
-        self.first_epoch.assign(restored_epoch(self.model))
-
-
 class EpochRecorder(keras.callbacks.Callback):
     """Hands each finished epoch's logs (with its 1-based number) to `record`."""
 
@@ -279,54 +265,39 @@ class EpochRecorder(keras.callbacks.Callback):
 # --------------------------------------------------------------------------- fit and evaluate
 
 
-def _readable_json(path: Path) -> bool:
-    try:
-        json.loads(path.read_text())
-        return True
-    except (OSError, ValueError):
-        return False
-
-
-def repair_checkpoint(checkpoint_dir: str) -> None:
-    """Make a checkpoint that a kill left half-written loadable again.
-
-    Keras's BackupAndRestore (double_checkpoint) copies the last pair of weights and
-    training_metadata.json to `.bkp` files, then writes the new pair in place. A kill while
-    it writes the weights is handled by Keras (it falls back to the `.bkp` pair); a kill
-    while it writes the metadata leaves a file that fails to parse, and Keras stops with a
-    JSONDecodeError. Here the `.bkp` pair (the epoch before) is put back, or, without one,
-    the checkpoint is dropped and the run starts over.
-    """
-    folder = Path(checkpoint_dir)
-    metadata, weights = folder / "training_metadata.json", folder / "latest.weights.h5"
-    if not metadata.exists() or _readable_json(metadata):
-        return
-    previous_metadata, previous_weights = Path(f"{metadata}.bkp"), Path(f"{weights}.bkp")
-    if previous_weights.exists() and _readable_json(previous_metadata):
-        shutil.copyfile(previous_weights, weights)
-        shutil.copyfile(previous_metadata, metadata)  # last: until it is whole, this repair runs again
-    else:
-        weights.unlink(missing_ok=True)
-        metadata.unlink()
-
-
 def steps_per_execution(steps_per_epoch: int, limit: int) -> int:
     """The most batches per graph call, up to `limit`, that divide an epoch evenly.
 
     Keras runs whole calls of that many batches, so a size that does not divide the epoch's
-    batch count would make every epoch of a repeating stream longer than one pass.
+    batch count would make every epoch of a repeating stream longer than one pass. Validation
+    and test streams are finite, and Keras ends their last call early when they run out.
     """
     return max(d for d in range(1, max(1, min(limit, steps_per_epoch)) + 1) if steps_per_epoch % d == 0)
 
 
+class SaveCheckpoint(keras.callbacks.Callback):
+    """After each epoch: note whether it is the best so far, then write the checkpoint."""
+
+    def __init__(self, folder: Path, state: checkpoint.TrainingState):
+        super().__init__()
+        self.folder, self.state = folder, state
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state.consider(epoch + 1, (logs or {}).get("val_accuracy"), self.model)
+        self.state.epoch = epoch + 1
+        checkpoint.save(self.folder, self.model, self.state)
+
+
 @dataclass
 class FitResult:
-    """What training produced besides the weights."""
+    """What training produced besides the final weights."""
 
     initial_epoch: int
     epochs_run: int
     diverged_epoch: int | None
     train_seconds: list[float] = field(default_factory=list)
+    best_epoch: int | None = None  # by validation accuracy, 1-based
+    best_weights: list[np.ndarray] | None = None  # model.get_weights() of best_epoch
 
 
 def fit(
@@ -341,44 +312,69 @@ def fit(
 ) -> FitResult:
     """Train to `epochs`, resuming from the checkpoint in `checkpoint_dir` if one is there.
 
-    The checkpoint (weights, optimizer state and epoch) is written after every epoch and
-    removed by Keras when training ends normally. `callbacks` run after regexp's own (the
-    benchmarks time epochs with one).
+    The checkpoint (regexp/checkpoint.py) is written after every epoch; the caller removes
+    the folder when the run ends. A resumed run restores the model's and the optimizer's
+    variables, starts the training stream at the restored epoch and calls `model.fit` with
+    that `initial_epoch`: it sees the same batches and draws the same dropout masks as a run
+    never interrupted. `callbacks` run after regexp's own (the benchmarks time epochs with one).
     """
+    folder = Path(checkpoint_dir)
+    state = checkpoint.restore(folder, model) or checkpoint.TrainingState()
+    initial_epoch = state.epoch
+    splits.first_epoch.assign(initial_epoch)
     guard, timer = StopOnNonFiniteLoss(), EpochTimer()
-    # Set here rather than in compile: the chunk must divide this run's epoch. Validation and
-    # test streams are finite, and Keras ends their last chunk early when they run out.
-    per_call = steps_per_execution(splits.steps_per_epoch, MAX_STEPS_PER_EXECUTION)
-    if model.steps_per_execution != per_call:
-        model.steps_per_execution = per_call
-        model.train_function = model.test_function = model.predict_function = None  # retrace
-    # double_checkpoint keeps the previous epoch's checkpoint: a kill in the middle of writing
-    # the latest one (Keras writes it in place) falls back to it instead of failing to resume.
-    repair_checkpoint(checkpoint_dir)
-    backup = keras.callbacks.BackupAndRestore(
-        checkpoint_dir, save_freq="epoch", delete_checkpoint=True, double_checkpoint=True
-    )
     history = model.fit(
         splits.train,
         epochs=epochs,
+        initial_epoch=initial_epoch,
         steps_per_epoch=splits.steps_per_epoch,
         validation_data=splits.validation,
         shuffle=False,  # the training stream shuffles itself, reproducibly from the seed
         # The history row is written before the checkpoint: a kill between the two makes the
         # resumed run redo that epoch and overwrite its row, never leave a gap.
-        callbacks=[guard, timer, EpochRecorder(record_epoch), backup,
-                   StartStreamAtInitialEpoch(splits.first_epoch), *callbacks],
+        callbacks=[guard, timer, EpochRecorder(record_epoch), SaveCheckpoint(folder, state), *callbacks],
         verbose=verbose,
     )
-    initial_epoch = restored_epoch(model)
-    epochs_run = initial_epoch + len(history.epoch)
-    return FitResult(initial_epoch, epochs_run, guard.diverged_epoch, timer.train_seconds)
+    return FitResult(initial_epoch, initial_epoch + len(history.epoch), guard.diverged_epoch, timer.train_seconds,
+                     state.best_epoch, state.best_weights)
 
 
 def evaluate(model: keras.Model, splits: Splits) -> tuple[float, float]:
     """Test loss (penalties included, as Keras reports it) and test accuracy."""
     results = model.evaluate(splits.test, verbose=0, return_dict=True)
     return float(results["loss"]), float(results["accuracy"])
+
+
+def activation_statistics(model: keras.Model, stream: tf.data.Dataset) -> dict[str, dict[str, float]]:
+    """{layer: {"mean_abs", "zero_fraction"}} of conv1, conv2, dense1 and dense2's outputs (after
+    their activation) over `stream`, in inference mode, one batch at a time: the mean |output|
+    and the fraction of outputs exactly 0. Outputs are read in float32 (bfloat16 ones cast up)
+    and summed in float64."""
+    probe = keras.Model(model.inputs, [model.get_layer(name).output for name in LAYER_NAMES])
+
+    @tf.function
+    def batch_sums(images):
+        sums = []
+        for output in probe(images, training=False):
+            values = tf.cast(tf.cast(output, tf.float32), tf.float64)
+            sums.append(tf.stack([tf.reduce_sum(tf.abs(values)), tf.reduce_sum(tf.cast(values == 0, tf.float64)),
+                                  tf.cast(tf.size(values), tf.float64)]))
+        return tf.stack(sums)
+
+    totals = np.zeros((len(LAYER_NAMES), 3))
+    for images, _ in stream:
+        totals += batch_sums(images).numpy()
+    return {name: {"mean_abs": float(total_abs / count), "zero_fraction": float(zeros / count)}
+            for name, (total_abs, zeros, count) in zip(LAYER_NAMES, totals)}
+
+
+def write_weights(model: keras.Model, path: Path) -> None:
+    """The model's weights in Keras's own format (`save_weights`, HDF5), written to `path`
+    through `results.write_bytes_atomic`."""
+    with tempfile.TemporaryDirectory(prefix="regexp-weights-") as folder:
+        saved = Path(folder) / "model.weights.h5"
+        model.save_weights(saved)
+        results.write_bytes_atomic(path, saved.read_bytes())
 
 
 def versions() -> dict:

@@ -9,7 +9,7 @@ import pytest
 from conftest import CONFIGS, REFERENCE_CONFIGS, TINY, merge, write_config
 from regexp.results import read_history
 
-RUN_FILES = {"config.yaml", "history.csv", "metrics.json", "loss.png", "accuracy.png", "model.txt"}
+RUN_FILES = {"config.yaml", "history.csv", "metrics.json", "loss.png", "accuracy.png", "model.txt", "model.weights.h5"}
 TINY_SET = ["--set", "data.dataset=synthetic", "--set", "data.limit=300", "--set", "data.test_limit=100",
             "--set", "training.batch_size=50", "--epochs", "1"]
 
@@ -38,13 +38,14 @@ def test_metrics_record_what_the_issue_asks_for(cli, tmp_path):
     assert result.exit_code == 0, result.output
     m = json.loads((tmp_path / "results" / "l1" / "metrics.json").read_text())
     for key in ("test_loss", "test_accuracy", "status", "epochs_run", "wall_time_s", "train_samples_per_s",
-                "param_count", "sparsity", "seed", "config_hash", "versions", "activity_penalty", "training_path"):
+                "param_count", "sparsity", "seed", "config_hash", "versions", "activity_penalty", "training_path",
+                "activations", "best_epoch", "best_epoch_test_loss", "best_epoch_test_accuracy"):
         assert m[key] is not None, key
     assert set(m["versions"]) == {"python", "tensorflow", "keras", "numpy"}
     assert set(m["sparsity"]["layers"]) == {"conv1", "conv2", "dense1", "dense2"}
     assert 0 <= m["sparsity"]["overall"] <= 1
     assert m["param_count"] == 440_751 - 37 * 257  # 10 outputs instead of 47
-    assert m["activity_penalty"]["keras_divides_by_batch"] != m["activity_penalty"]["regexp_divides_by_batch"]
+    assert m["activity_penalty"]["semantics"] == "mean over the batch of the per-sample penalty (as the reference)"
     assert m["data"] == {"description": "synthetic (10 classes)", "num_classes": 10, "train": 240, "validation": 60, "test": 100}
     resolved = (tmp_path / "results" / "l1" / "config.yaml").read_text()
     assert "batch_size: 50" in resolved and "learning_rate: 0.001" in resolved  # defaults filled in

@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -34,25 +35,32 @@ def sweep_process(folder: Path, root: Path, log: Path) -> subprocess.Popen:
         signal.signal(signal.SIGINT, previous)
 
 
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for(folder: Path, pattern: str, process: subprocess.Popen, timeout: float = 120, poll: float = 0.05) -> Path:
+    """The first file in `folder` whose name matches `pattern` (a glob), once it appears."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, "the sweep ended before the test could interrupt it"
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
+    while True:
+        found = sorted(folder.glob(pattern)) if folder.is_dir() else []
+        if found:
+            return found[0]
+        assert process.poll() is None, f"the run ended before the test could interrupt it ({folder / pattern})"
+        assert time.monotonic() < deadline, f"{folder / pattern} never appeared"
+        time.sleep(poll)
+
+
+FIRST_CHECKPOINT = "epoch-*.npz"
 
 
 def all_files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_where_it_stopped_and_loses_nothing(tmp_path):
     folder, root, log = tmp_path / "configs", tmp_path / "results", tmp_path / "log.txt"
     write_config(folder, "a_first", TINY5)
     write_config(folder, "b_second", SLOW)
     process = sweep_process(folder, root, log)
-    second_epoch_saved = root / ".inprogress" / "b_second" / "checkpoint" / "training_metadata.json"
-    wait_for(second_epoch_saved, process)
+    wait_for(root / ".inprogress" / "b_second" / "checkpoint", FIRST_CHECKPOINT, process)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (root / "b_second").exists()  # a killed run is never taken for a finished one
@@ -72,12 +80,13 @@ def test_a_killed_sweep_resumes_where_it_stopped_and_loses_nothing(tmp_path):
     assert leftovers == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_sweep_saying_what_finished_and_how_to_resume(tmp_path):
     folder, root, log = tmp_path / "configs", tmp_path / "results", tmp_path / "log.txt"
     write_config(folder, "a_first", TINY5)
     write_config(folder, "b_second", SLOW)
     process = sweep_process(folder, root, log)
-    wait_for(root / ".inprogress" / "b_second" / "checkpoint" / "training_metadata.json", process)
+    wait_for(root / ".inprogress" / "b_second" / "checkpoint", FIRST_CHECKPOINT, process)
     process.send_signal(signal.SIGINT)
     code = process.wait(timeout=60)
     output = log.read_text()
@@ -88,12 +97,13 @@ def test_ctrl_c_stops_the_sweep_saying_what_finished_and_how_to_resume(tmp_path)
     assert (root / ".inprogress" / "b_second" / "checkpoint").is_dir()  # kept for the resume
 
 
+@pytest.mark.slow
 def test_a_resumed_run_ends_with_the_same_numbers_as_one_never_interrupted(tmp_path):
     folder, log = tmp_path / "configs", tmp_path / "log.txt"
     write_config(folder, "run", merge(SLOW, {"regularizer": {"type": "l2", "targets": ["activity"]}}))
     interrupted, uninterrupted = tmp_path / "interrupted", tmp_path / "uninterrupted"
     process = sweep_process(folder, interrupted, log)
-    wait_for(interrupted / ".inprogress" / "run" / "checkpoint" / "training_metadata.json", process)
+    wait_for(interrupted / ".inprogress" / "run" / "checkpoint", FIRST_CHECKPOINT, process)
     time.sleep(1.5)  # a few epochs in: the resumed stream must start at a later epoch than 1
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -107,6 +117,72 @@ def test_a_resumed_run_ends_with_the_same_numbers_as_one_never_interrupted(tmp_p
     assert (interrupted / "run" / "history.csv").read_text() == (uninterrupted / "run" / "history.csv").read_text()
     for key in ("test_loss", "test_accuracy", "sparsity", "best_val_accuracy", "best_epoch"):
         assert resumed[key] == whole[key], key
+
+
+# The run under test, with every fsync slowed: the time between a file's last byte and its rename
+# grows, so that kills land in the middle of writes (the checkpoint's included).
+SLOW_FSYNC_CHILD = """
+import os, runpy, sys, time
+real_fsync = os.fsync
+def slow_fsync(fd):
+    time.sleep(float(os.environ["SLOW_FSYNC_S"]))
+    real_fsync(fd)
+os.fsync = slow_fsync
+sys.argv = ["regexp", *sys.argv[1:]]
+runpy.run_module("regexp", run_name="__main__", alter_sys=True)
+"""
+SAME_NUMBERS = ("status", "epochs_run", "test_loss", "test_accuracy", "sparsity", "best_val_accuracy", "best_epoch")
+
+
+def run_to_the_end(config: Path, root: Path) -> dict:
+    done = subprocess.run([sys.executable, "-m", "regexp", "run", str(config), "--results", str(root)],
+                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads((root / "run" / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_runs_killed_at_random_moments_resume_to_the_numbers_of_a_run_never_interrupted(tmp_path):
+    """Eight trials, each SIGKILLed once and resumed: odd trials while the checkpoint of a
+    random epoch is being written (its temporary file is there, the file itself not yet),
+    even trials at a random moment after the first checkpoint."""
+    config = write_config(tmp_path, "run", merge(TINY5, {"data": {"limit": 1000, "test_limit": 100},
+                                                         "regularizer": {"type": "l2", "targets": ["activity"]},
+                                                         "training": {"epochs": 5, "batch_size": 50}}))
+    whole = run_to_the_end(config, tmp_path / "uninterrupted")
+    expected_history = (tmp_path / "uninterrupted" / "run" / "history.csv").read_text()
+    rng = random.Random(14)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "SLOW_FSYNC_S": "0.25"}
+    for trial in range(8):
+        root = tmp_path / f"trial{trial}"
+        checkpoints = root / ".inprogress" / "run" / "checkpoint"
+        with open(tmp_path / f"trial{trial}.log", "wb") as out:
+            process = subprocess.Popen([sys.executable, "-c", SLOW_FSYNC_CHILD, "run", str(config), "--results", str(root)],
+                                       stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            if trial % 2:
+                epoch = rng.randint(1, 4)
+                temporary = wait_for(checkpoints, f".epoch-{epoch:04d}.npz.*.tmp", process, poll=0.01)
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                assert temporary.exists() and not (checkpoints / f"epoch-{epoch:04d}.npz").exists(), \
+                    "the kill missed the checkpoint's write"
+            else:
+                wait_for(checkpoints, FIRST_CHECKPOINT, process)
+                time.sleep(rng.uniform(0, 2.5))
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        resumed = run_to_the_end(config, root)
+        assert (root / "run" / "history.csv").read_text() == expected_history, f"trial {trial}"
+        for key in SAME_NUMBERS:
+            assert resumed[key] == whole[key], (trial, key)
+        if trial % 2:  # killed while epoch `epoch` was written: resumed from the epoch before
+            assert resumed["resumed_from_epoch"] == (epoch - 1 or None), trial
+        assert not (root / ".inprogress").exists()
 
 
 def test_same_config_and_seed_give_the_same_numbers(cli, tmp_path):

@@ -9,6 +9,7 @@ from regexp.errors import ConfigError
 
 keras = pytest.importorskip("keras")
 from regexp import model as model_lib  # noqa: E402
+from regexp import speedups  # noqa: E402
 
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
 
@@ -21,7 +22,7 @@ def placement(model) -> dict:
         for target in ("kernel", "bias", "activity"):
             reg = getattr(layer, f"{target}_regularizer")
             if reg is not None:
-                reg = reg.penalty if isinstance(reg, model_lib.ActivityPenalty) else reg
+                reg = reg.penalty if isinstance(reg, speedups.ActivityPenalty) else reg
                 found[target] = (type(reg).__name__, {k: pytest.approx(v) for k, v in reg.get_config().items()})
         out[name] = found
     return out
@@ -74,6 +75,27 @@ def test_total_regularization_loss_equals_the_sum_computed_from_weights_and_acti
     model(x, training=False)
     keras_total = float(sum(float(loss) for loss in model.losses))
     assert keras_total == pytest.approx(expected_penalty(model, x), rel=1e-5)
+
+
+@pytest.mark.parametrize("penalty", [{"type": "l1", "lambda": 0.02}, {"type": "l2", "lambda": 0.03},
+                                     {"type": "elasticnet", "l1": 0.01, "l2": 0.04}])
+def test_fast_and_stock_paths_add_the_same_penalty_on_the_same_weights_and_inputs(penalty):
+    config = validate({"regularizer": {**penalty, "targets": ["kernel", "bias", "activity"]}}, "p.yaml", "p")
+    stock = model_lib.build_model(config, 10, "float32", fast_path=False)
+    fast = model_lib.build_model(config, 10, "float32", fast_path=True)
+    rng = np.random.default_rng(1)
+    for name in LAYERS:  # non-zero biases, so that the bias penalty counts
+        for target in (stock.get_layer(name).kernel, stock.get_layer(name).bias):
+            target.assign(rng.normal(0, 0.1, target.shape).astype("float32"))
+    fast.set_weights(stock.get_weights())
+    x = rng.random((8, 28, 28, 1)).astype("float32")
+    totals = []
+    for model in (stock, fast):
+        model(x, training=False)
+        assert len(model.losses) == 12  # kernel, bias and activity of four layers
+        totals.append(sum(float(loss) for loss in model.losses))
+    assert totals[1] == pytest.approx(totals[0], rel=1e-5)
+    assert totals[0] > 0
 
 
 def test_penalties_per_layer_are_recorded_for_metrics_and_model_txt():

@@ -1,13 +1,17 @@
 """The model builder: the reference architecture and where each penalty sits."""
 
+import json
+
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, REFERENCE_CONFIGS
+from conftest import CONFIGS, REFERENCE_CONFIGS, TINY, merge, write_config
 from regexp.config import load_config, validate
+from regexp.results import read_history
 
 keras = pytest.importorskip("keras")
 from regexp import model as model_lib  # noqa: E402
+from regexp import speedups  # noqa: E402
 
 REFERENCE_LAYERS = [
     ("conv1", "Conv2D", (None, 26, 26, 32)),
@@ -39,18 +43,33 @@ def carried_penalties(layer) -> dict:
         reg = getattr(layer, f"{target}_regularizer", None)
         if reg is None:
             continue
-        if isinstance(reg, model_lib.ActivityPenalty):
+        if isinstance(reg, speedups.ActivityPenalty):
             reg = reg.penalty
         config = {k: pytest.approx(v) for k, v in reg.get_config().items()}
         found[target] = (type(reg).__name__, config)
     return found
 
 
-def test_architecture_matches_the_reference():
-    model = model_lib.build_model(load_config(CONFIGS / "none.yaml"), 47)
-    assert [(l.name, type(l).__name__, tuple(l.output.shape)) for l in model.layers[1:]] == REFERENCE_LAYERS
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_architecture_matches_the_reference(fast_path):
+    model = model_lib.build_model(load_config(CONFIGS / "none.yaml"), 47, fast_path=fast_path)
+    expected = [(name, "Dropout" if kind == "RandomBitsDropout" and not fast_path else kind, shape)
+                for name, kind, shape in REFERENCE_LAYERS]
+    assert [(layer.name, type(layer).__name__, tuple(layer.output.shape)) for layer in model.layers[1:]] == expected
     assert model.count_params() == 440_751
     assert model.get_layer("drop1").rate == 0.25
+
+
+def test_without_the_fast_path_every_layer_and_penalty_is_stock_keras():
+    config = load_config(CONFIGS / "elasticnet_activity.yaml").model_copy(deep=True)
+    config.training.fast_path = False
+    model = model_lib.build_model(config, 47)
+    assert type(model.get_layer("drop1")) is keras.layers.Dropout and type(model.get_layer("drop2")) is keras.layers.Dropout
+    for name in ("conv1", "conv2", "dense1", "dense2"):
+        assert type(model.get_layer(name).activity_regularizer) is keras.regularizers.L1L2
+    fast = model_lib.build_model(load_config(CONFIGS / "elasticnet_activity.yaml"), 47)
+    assert type(fast.get_layer("drop1")) is speedups.RandomBitsDropout
+    assert type(fast.get_layer("conv1").activity_regularizer) is speedups.ActivityPenalty
 
 
 @pytest.mark.parametrize("name", REFERENCE_CONFIGS)
@@ -68,11 +87,12 @@ def test_mixed_precision_keeps_the_output_layer_in_float32():
     assert model(np.zeros((2, 28, 28, 1), "float32")).dtype == "float32"
 
 
-def test_installed_keras_averages_activity_penalty_over_the_batch():
-    """Keras >= 3.14 divides by the batch size itself; regexp must then not divide again."""
-    assert model_lib.keras_averages_activity_penalty() is True
+@pytest.mark.parametrize("fast_path", [False, True])
+def test_installed_keras_averages_activity_penalty_over_the_batch(fast_path):
+    """A guard on the keras>=3.14 pin: Keras divides an activity penalty by the batch size
+    itself (the reference's semantics), for the stock regularizer and for ActivityPenalty."""
     layer = keras.layers.Dense(3, kernel_initializer="ones", use_bias=False,
-                               activity_regularizer=model_lib.ActivityPenalty(keras.regularizers.L2(0.01), False))
+                               activity_regularizer=speedups.activity_regularizer(keras.regularizers.L2(0.01), fast_path))
     one = np.ones((1, 2), "float32")
     layer(one)
     single = float(layer.losses[0])
@@ -95,7 +115,7 @@ def test_weight_sparsity_counts_small_weights():
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("rate", [0.25, 0.1])  # a whole number of 256ths (byte draws), and not (16-bit draws)
 def test_random_bits_dropout_keeps_one_minus_rate_and_scales_what_it_keeps(dtype, rate):
-    layer = model_lib.RandomBitsDropout(rate, seed=1, dtype=dtype)
+    layer = speedups.RandomBitsDropout(rate, seed=1, dtype=dtype)
     x = keras.ops.ones((200, 50, 100), dtype)
     y = keras.ops.convert_to_numpy(keras.ops.cast(layer(x, training=True), "float32"))
     kept = y != 0
@@ -107,7 +127,7 @@ def test_random_bits_dropout_keeps_one_minus_rate_and_scales_what_it_keeps(dtype
 
 def test_random_bits_dropout_draws_a_fresh_mask_each_call_and_repeats_from_the_same_seed():
     x = keras.ops.ones((64, 13, 13, 32))
-    first, second = model_lib.RandomBitsDropout(0.25, seed=7), model_lib.RandomBitsDropout(0.25, seed=7)
+    first, second = speedups.RandomBitsDropout(0.25, seed=7), speedups.RandomBitsDropout(0.25, seed=7)
     a1, a2 = (keras.ops.convert_to_numpy(first(x, training=True)) for _ in range(2))
     b1 = keras.ops.convert_to_numpy(second(x, training=True))
     assert not np.array_equal(a1, a2)
@@ -117,7 +137,7 @@ def test_random_bits_dropout_draws_a_fresh_mask_each_call_and_repeats_from_the_s
 def test_random_bits_dropout_passes_gradients_through_the_kept_elements_only():
     import tensorflow as tf
 
-    layer = model_lib.RandomBitsDropout(0.25, seed=3)
+    layer = speedups.RandomBitsDropout(0.25, seed=3)
     x = tf.random.uniform((32, 5, 5, 64)) + 1.0
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -129,7 +149,7 @@ def test_random_bits_dropout_passes_gradients_through_the_kept_elements_only():
 
 def test_random_bits_dropout_refuses_a_noise_shape():
     with pytest.raises(ValueError, match="noise_shape"):
-        model_lib.RandomBitsDropout(0.25, noise_shape=(None, 1, 1, 32))
+        speedups.RandomBitsDropout(0.25, noise_shape=(None, 1, 1, 32))
 
 
 
@@ -142,10 +162,30 @@ def test_fused_penalty_value_and_gradient_match_the_formula(dtype, l1, l2):
     reference = np.asarray(tf.cast(x, tf.float64))
     with tf.GradientTape() as tape:
         tape.watch(x)
-        value = model_lib.fused_penalty(l1, l2)(x) * 0.5  # an upstream gradient other than 1
+        value = speedups.fused_penalty(l1, l2)(x) * 0.5  # an upstream gradient other than 1
     gradient = tape.gradient(value, x)
     assert gradient.dtype == x.dtype
     assert float(value) == pytest.approx(0.5 * (l1 * np.abs(reference).sum() + l2 * (reference ** 2).sum()), rel=1e-5)
     expected = 0.5 * (l1 * np.sign(reference) + 2 * l2 * reference)
     np.testing.assert_allclose(np.asarray(tf.cast(gradient, tf.float64)), expected, rtol=1e-2 if dtype == "bfloat16" else 1e-6,
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_both_paths_train_and_record_which_one_they_used(cli, tmp_path, fast_path):
+    config = write_config(tmp_path, "path", merge(TINY, {"regularizer": {"type": "l2", "targets": ["activity"]},
+                                                         "model": {"num_classes": 10},
+                                                         "training": {"epochs": 2, "batch_size": 50,
+                                                                      "fast_path": fast_path}}))
+    result = cli("run", config, "--results", tmp_path / "results")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "results" / "path" / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs_run"] == 2
+    history = read_history(tmp_path / "results" / "path" / "history.csv")
+    assert history[-1]["loss"] < history[0]["loss"]
+    path = metrics["training_path"]
+    assert path["fast_path"] is fast_path
+    if fast_path:
+        assert path["dropout"].startswith("RandomBitsDropout") and path["xla"].startswith("activity penalties only")
+    else:
+        assert (path["dropout"], path["xla"]) == ("keras.layers.Dropout", "not used")

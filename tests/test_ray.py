@@ -100,7 +100,7 @@ def kill_worker_once_training(head: RayHead, run: str, process: subprocess.Popen
     """
     deadline = time.monotonic() + timeout
     while True:
-        for marker in head.work_dir.glob(f"regexp-ray-*/.inprogress/{run}/checkpoint/training_metadata.json"):
+        for marker in head.work_dir.glob(f"regexp-ray-*/.inprogress/{run}/checkpoint/epoch-*.npz"):
             pid = int(re.fullmatch(r"regexp-ray-(\d+)-\w+", marker.relative_to(head.work_dir).parts[0]).group(1))
             os.kill(pid, signal.SIGKILL)
             return pid
@@ -200,9 +200,9 @@ def test_with_shared_results_a_killed_run_resumes_from_its_checkpoint(tmp_path, 
     folder, root, log = tmp_path / "configs", tmp_path / "shared", tmp_path / "ray.log"
     write_config(folder, "a_slow", SLOW5)
     process = start_ray_sweep(folder, root, ray_head, log, "--shared-results")
-    checkpoint = root / ".inprogress" / "a_slow" / "checkpoint" / "training_metadata.json"
+    checkpoint = root / ".inprogress" / "a_slow" / "checkpoint"
     deadline = time.monotonic() + 150
-    while not checkpoint.exists():  # written straight into the shared root, by the worker
+    while not list(checkpoint.glob("epoch-*.npz")):  # written straight into the shared root, by the worker
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.05)
     killed = task_pid("regexp:a_slow")

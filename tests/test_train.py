@@ -56,24 +56,89 @@ def test_steps_per_execution_is_the_largest_divisor_of_the_epoch_up_to_the_limit
     assert train.steps_per_execution(batches, limit) == expected
 
 
-@pytest.mark.parametrize("with_previous", [True, False])
-def test_a_checkpoint_killed_while_writing_its_epoch_falls_back_to_the_one_before(tmp_path, with_previous):
-    (tmp_path / "latest.weights.h5").write_bytes(b"epoch 5 weights")
-    (tmp_path / "training_metadata.json").write_text("")  # killed while Keras wrote it in place
-    if with_previous:
-        (tmp_path / "latest.weights.h5.bkp").write_bytes(b"epoch 4 weights")
-        (tmp_path / "training_metadata.json.bkp").write_text('{"epoch": 4, "batch": 0}')
-    train.repair_checkpoint(str(tmp_path))
-    if with_previous:
-        assert (tmp_path / "latest.weights.h5").read_bytes() == b"epoch 4 weights"
-        assert (tmp_path / "training_metadata.json").read_text() == '{"epoch": 4, "batch": 0}'
-    else:  # nothing to fall back to: start over
-        assert not (tmp_path / "latest.weights.h5").exists() and not (tmp_path / "training_metadata.json").exists()
+def compiled_model(seed: int, fast_path: bool = True):
+    from regexp import model as model_lib
+    from regexp.config import validate
+
+    train.enable_determinism(seed)
+    config = validate({"regularizer": {"type": "l2", "targets": ["kernel", "activity"]}}, "c.yaml", "c")
+    model = model_lib.build_model(config, 5, "float32", fast_path=fast_path)
+    model_lib.compile_model(model, 1e-3)
+    return model
 
 
-def test_a_whole_checkpoint_is_left_as_it_is(tmp_path):
-    (tmp_path / "latest.weights.h5").write_bytes(b"epoch 5 weights")
-    (tmp_path / "training_metadata.json").write_text('{"epoch": 5, "batch": 0}')
-    (tmp_path / "latest.weights.h5.bkp").write_bytes(b"epoch 4 weights")
-    train.repair_checkpoint(str(tmp_path))
-    assert (tmp_path / "latest.weights.h5").read_bytes() == b"epoch 5 weights"
+def trained_model(seed: int, fast_path: bool = True):
+    """A model after a few steps of training: moved weights, Adam moments, dropout state."""
+    model = compiled_model(seed, fast_path)
+    x = np.random.default_rng(seed).random((40, 28, 28, 1)).astype("float32")
+    model.fit(x, np.arange(40) % 5, batch_size=10, epochs=1, verbose=0)
+    return model
+
+
+def values(variables) -> list[np.ndarray]:
+    return [np.array(v.numpy()) for v in variables]
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_a_checkpoint_restores_every_model_and_optimizer_variable_and_the_training_state(tmp_path, fast_path):
+    from regexp import checkpoint
+
+    saved = trained_model(1, fast_path)
+    assert sum("seed_generator_state" in v.path for v in saved.variables) == 2  # both dropout layers
+    best = [np.full(w.shape, 0.5, "float32") for w in saved.get_weights()]
+    checkpoint.save(tmp_path, saved, checkpoint.TrainingState(3, 2, 0.75, best))
+    fresh = compiled_model(2, fast_path)  # other initial weights and seeds, optimizer not built
+    state = checkpoint.restore(tmp_path, fresh)
+    assert (state.epoch, state.best_epoch, state.best_val_accuracy) == (3, 2, 0.75)
+    assert all(np.array_equal(a, b) for a, b in zip(state.best_weights, best))
+    for kind in ("variables", "optimizer"):
+        expected = values(saved.variables if kind == "variables" else saved.optimizer.variables)
+        found = values(fresh.variables if kind == "variables" else fresh.optimizer.variables)
+        assert len(found) == len(expected) and all(np.array_equal(a, b) for a, b in zip(found, expected)), kind
+    assert int(fresh.optimizer.iterations.numpy()) == 4
+
+
+def test_a_new_checkpoint_replaces_the_previous_one_only_once_it_is_written(tmp_path, monkeypatch):
+    from regexp import checkpoint, results
+
+    model = trained_model(1)
+    checkpoint.save(tmp_path, model, checkpoint.TrainingState(1))
+    real_write = results.write_bytes_atomic
+
+    def killed_while_writing(path, data):  # what a kill leaves: half the bytes under a temporary name
+        (path.parent / f".{path.name}.0badf00d.tmp").write_bytes(data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results, "write_bytes_atomic", killed_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(tmp_path, model, checkpoint.TrainingState(2))
+    monkeypatch.setattr(results, "write_bytes_atomic", real_write)
+    assert checkpoint.restore(tmp_path, compiled_model(2)).epoch == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0001.npz"]  # the temporary file removed
+    checkpoint.save(tmp_path, model, checkpoint.TrainingState(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0002.npz"]
+
+
+def test_a_damaged_checkpoint_is_named_and_the_one_before_is_used(tmp_path):
+    from regexp import checkpoint
+
+    model = trained_model(1)
+    checkpoint.save(tmp_path, model, checkpoint.TrainingState(1))
+    (tmp_path / "epoch-0001.npz").rename(tmp_path / "keep")
+    checkpoint.save(tmp_path, model, checkpoint.TrainingState(2))
+    (tmp_path / "keep").rename(tmp_path / "epoch-0001.npz")
+    newest = tmp_path / "epoch-0002.npz"
+    newest.write_bytes(newest.read_bytes()[:1000])  # e.g. a disk that lost the end of the file
+    from regexp.logs import collected_lines
+
+    with collected_lines() as lines:
+        assert checkpoint.restore(tmp_path, compiled_model(2)).epoch == 1
+    assert len(lines) == 1 and lines[0].startswith(f"{newest}: cannot be read") and lines[0].endswith("left out")
+
+
+def test_no_checkpoint_means_training_starts_at_epoch_zero(tmp_path):
+    from regexp import checkpoint
+
+    assert checkpoint.restore(tmp_path / "checkpoint", compiled_model(0)) is None
+    (tmp_path / "checkpoint").mkdir()
+    assert checkpoint.restore(tmp_path / "checkpoint", compiled_model(0)) is None

@@ -1,0 +1,138 @@
+"""regexp's faster stand-ins for two Keras parts of the reference CNN, used when
+`training.fast_path` is true (the default); with it false the model is stock Keras.
+
+- `RandomBitsDropout`: Keras's Dropout with its mask cut from random integers instead of
+  random floats: the same layer in expectation, cheaper to draw.
+- `ActivityPenalty`: a Keras L1, L2 or L1L2 activity penalty whose value and gradient are
+  each one XLA-compiled pass over the activations (`fused_penalty`), summed in float32.
+
+Both compute what the stock layers compute (the penalty summed in a different order; the
+dropout masks drawn differently); tests/test_model.py and tests/test_mixed_penalties.py pin
+that. Measured effects are in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+def penalty_coefficients(penalty: keras.regularizers.Regularizer) -> tuple[float, float]:
+    """(l1, l2) of a Keras L1, L2 or L1L2 regularizer."""
+    config = penalty.get_config()
+    return float(config.get("l1", 0.0)), float(config.get("l2", 0.0))
+
+
+@functools.cache
+def fused_penalty(l1: float, l2: float) -> Callable:
+    """x -> l1 * sum|x| + l2 * sum x^2, accumulated in float32, with its gradient.
+
+    Written as TensorFlow ops, the penalty and its gradient are about a dozen passes over the
+    activations (cast, abs, square, two sums; tile, sign, four multiplies, cast, add); here
+    the value and the gradient are each one XLA-compiled pass. Same arithmetic, summed in a
+    different order.
+    """
+
+    def weighted(x):
+        terms = []
+        if l1:
+            terms.append(l1 * tf.abs(x))
+        if l2:
+            terms.append(l2 * tf.square(x))
+        return tf.add_n(terms) if terms else tf.zeros_like(x)
+
+    @tf.function(jit_compile=True)
+    def value(x):
+        return tf.reduce_sum(weighted(tf.reshape(tf.cast(x, tf.float32), [-1])))
+
+    @tf.function(jit_compile=True)
+    def slope(x, upstream):
+        xf = tf.cast(x, tf.float32)
+        return tf.cast(upstream * (l1 * tf.sign(xf) + (2.0 * l2) * xf), x.dtype)
+
+    @tf.custom_gradient
+    def penalty(x):
+        return value(x), lambda upstream: slope(x, upstream)
+
+    return penalty
+
+
+class ActivityPenalty(keras.regularizers.Regularizer):
+    """A Keras L1, L2 or L1L2 penalty on a layer's output, summed in float32 by `fused_penalty`.
+
+    float32 because under mixed_bfloat16 the activations are bfloat16, whose 8-bit mantissa
+    would round a sum over a whole batch badly. Keras (>= 3.14, the pinned version) divides an
+    activity penalty by the batch size, as it does the stock regularizer's.
+    """
+
+    def __init__(self, penalty: keras.regularizers.Regularizer):
+        self.penalty = penalty
+        self._fused = fused_penalty(*penalty_coefficients(penalty))
+
+    def __call__(self, x):
+        return self._fused(x)
+
+    def get_config(self):
+        return {"penalty": keras.regularizers.serialize(self.penalty)}
+
+
+class RandomBitsDropout(keras.layers.Dropout):
+    """Keras's Dropout, with its mask cut from random integers instead of random floats.
+
+    Keras draws one Philox float per element and selects twice (forward and backward); this
+    draws one 32-bit word per four elements (per two when the rate is not a whole number of
+    256ths) and multiplies by a mask of 0 and 1/(1 - rate): the same layer in expectation. A
+    byte compares exactly for rates that are whole 256ths (0.25 is 64/256); other rates are
+    rounded to the nearest 65536th. Seeds come from the layer's SeedGenerator, as in Keras,
+    so runs are reproducible and regexp's checkpoint carries the generator's state.
+    """
+
+    def __init__(self, rate, **kwargs):
+        if kwargs.get("noise_shape") is not None:
+            raise ValueError("RandomBitsDropout draws one value per element: noise_shape is not supported")
+        super().__init__(rate, **kwargs)
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        if self.rate == 1:
+            return ops.zeros_like(inputs)
+        threshold = self.rate * 256
+        if threshold == int(threshold):
+            draw_dtype, per_word = tf.uint8, 4
+        else:
+            draw_dtype, per_word, threshold = tf.uint16, 2, round(self.rate * 65536)
+        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
+        size = tf.size(inputs)
+        words = tf.random.stateless_uniform(
+            [(size + per_word - 1) // per_word], seed, minval=None, maxval=None, dtype=tf.uint32
+        )
+        draws = tf.reshape(tf.bitcast(words, draw_dtype), [-1])[:size]
+        keep = tf.reshape(draws >= tf.constant(int(threshold), draw_dtype), tf.shape(inputs))
+        scale = tf.constant(1.0 / (1.0 - self.rate), inputs.dtype)
+        return inputs * tf.where(keep, scale, tf.zeros((), inputs.dtype))
+
+
+def dropout_layer(fast_path: bool) -> type[keras.layers.Dropout]:
+    """The dropout layer class of a path: RandomBitsDropout, or Keras's Dropout."""
+    return RandomBitsDropout if fast_path else keras.layers.Dropout
+
+
+def activity_regularizer(penalty: keras.regularizers.Regularizer, fast_path: bool) -> keras.regularizers.Regularizer:
+    """An activity penalty for a path: the fused ActivityPenalty, or the Keras regularizer itself."""
+    return ActivityPenalty(penalty) if fast_path else penalty
+
+
+def describe(fast_path: bool, has_activity_penalty: bool) -> dict:
+    """What metrics.json's `training_path` says about dropout and XLA on a path."""
+    if not fast_path:
+        return {"fast_path": False, "dropout": "keras.layers.Dropout", "xla": "not used"}
+    return {
+        "fast_path": True,
+        "dropout": "RandomBitsDropout (masks cut from random bytes)",
+        "xla": "activity penalties only (value and gradient)" if has_activity_penalty else "not used",
+    }
