@@ -227,12 +227,13 @@ def prepare_training(config, data: Dataset, threads: int | None = None):
 def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
     # TensorFlow is imported here, not at module level: the CLI must start without it.
     from regexp import model as model_lib
-    from regexp import plots
-    from regexp import train
+    from regexp import plots, tensorboard_log, train
 
     config = spec.config
     started = time.perf_counter()
     model, splits, precision, precision_reason, thread_counts = prepare_training(config, data, threads)
+    board = tensorboard_log.RunBoard(staging / tensorboard_log.FOLDER, spec.name,
+                                     tensorboard_log.hyperparameters(config, precision))
     results.write_text_atomic(staging / "model.txt", model_lib.model_summary(model, config))
 
     history_path = staging / results.HISTORY
@@ -241,6 +242,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
     def record_epoch(epoch: int, logs: dict) -> None:
         rows[:] = [row for row in rows if row["epoch"] < epoch] + [{"epoch": epoch, **logs}]
         results.write_text_atomic(history_path, results.history_csv(rows))
+        board.record_epoch(epoch, logs)
         if verbose == 0:  # no Keras progress (parallel sweeps): one line per epoch instead
             shown = " ".join(f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs)
             logger.info(f"{spec.name}: epoch {epoch}/{config.training.epochs} {shown}")
@@ -257,11 +259,13 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
         checkpoint_dir=str(staging / results.CHECKPOINT),
         record_epoch=record_epoch,
         verbose=verbose,
+        callbacks=[board],
     )
     status = DIVERGED if fitted.diverged_epoch else COMPLETED
     test_loss = test_accuracy = None
     if status == COMPLETED:
         test_loss, test_accuracy = train.evaluate(model, splits)
+    board.close(fitted.epochs_run, test_loss, test_accuracy)
     shutil.rmtree(staging / results.CHECKPOINT, ignore_errors=True)
     plots.plot_run(staging, rows, spec.name)
     best = max(rows, key=lambda row: row.get("val_accuracy", float("-inf")), default=None)
