@@ -249,5 +249,37 @@ def _write_report(root: Path, baseline: str | None, name_skipped: bool = True):
     return written
 
 
+class ExportFormat(str, enum.Enum):
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def export(
+    root: Annotated[Path, typer.Argument(help="A results root, or one run folder.")] = Path("results"),
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv or json.")] = ExportFormat.csv,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+) -> None:
+    """One row per saved run: its resolved config and every metric, as dotted columns (no TensorFlow)."""
+    from regexp import results
+    from regexp.export import collect_rows, export_text
+
+    with user_errors():
+        rows, problems = collect_rows(root)
+        for problem in problems:
+            typer.echo(problem, err=True)
+        if not rows:
+            raise RegexpError(f"{root}: no readable runs here (a run folder holds a metrics.json)")
+        text = export_text(rows, format.value)
+        if output is None:
+            typer.echo(text, nl=False)
+            return
+        try:
+            results.write_text_atomic(output, text)
+        except OSError as exc:
+            raise RegexpError(f"{output}: cannot be written ({exc.strerror or exc})") from None
+    typer.echo(f"wrote {len(rows)} runs to {output}", err=True)
+
+
 def main() -> None:
     app()
