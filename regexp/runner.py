@@ -227,7 +227,7 @@ def prepare_training(config, data: Dataset, threads: int | None = None):
 def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
     # TensorFlow is imported here, not at module level: the CLI must start without it.
     from regexp import model as model_lib
-    from regexp import plots, tensorboard_log, train
+    from regexp import plots, provenance, tensorboard_log, train
 
     config = spec.config
     started = time.perf_counter()
@@ -303,7 +303,8 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
             "dropout": "RandomBitsDropout (masks cut from random bytes)",
             "xla": "activity penalties only (value and gradient)" if _has_activity_penalty(config) else "not used",
         },
-        "versions": train.versions(),
+        "versions": {"regexp": provenance.regexp_version(), **train.versions()},
+        **provenance.collect(config.data),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     metrics = _finite(metrics)

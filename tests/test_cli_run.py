@@ -40,7 +40,7 @@ def test_metrics_record_what_the_issue_asks_for(cli, tmp_path):
     for key in ("test_loss", "test_accuracy", "status", "epochs_run", "wall_time_s", "train_samples_per_s",
                 "param_count", "sparsity", "seed", "config_hash", "versions", "activity_penalty", "training_path"):
         assert m[key] is not None, key
-    assert set(m["versions"]) == {"python", "tensorflow", "keras", "numpy"}
+    assert set(m["versions"]) == {"regexp", "python", "tensorflow", "keras", "numpy"}
     assert set(m["sparsity"]["layers"]) == {"conv1", "conv2", "dense1", "dense2"}
     assert 0 <= m["sparsity"]["overall"] <= 1
     assert m["param_count"] == 440_751 - 37 * 257  # 10 outputs instead of 47
