@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,7 +16,7 @@ from regexp.errors import RegexpError
 app = typer.Typer(
     help="Experiments on L1, L2 and elastic-net regularization of a CNN on EMNIST.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -67,7 +68,10 @@ SharedResultsOption = Annotated[
 
 
 @app.callback()
-def _group() -> None:
+def _group(
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Show TensorFlow's own start-up and log lines (hidden by default).")] = False,
+) -> None:
     """Experiments on L1, L2 and elastic-net regularization of a CNN on EMNIST.
 
     Start with the offline demo: regexp run configs/demo_digits.yaml
@@ -75,6 +79,10 @@ def _group() -> None:
     from regexp.logs import print_lines
 
     print_lines()
+    if verbose:
+        from regexp.console import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"  # inherited by worker processes
 
 
 @contextlib.contextmanager

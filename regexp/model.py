@@ -14,11 +14,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-import keras
-import tensorflow as tf
-from keras import ops
-
 from regexp.config import LAYER_NAMES, ExperimentConfig, RegularizerConfig, penalty_layers
+from regexp.tf_runtime import keras, tf
+
+ops = keras.ops
 
 INPUT_SHAPE = (28, 28, 1)
 SPARSITY_THRESHOLD = 1e-3

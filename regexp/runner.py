@@ -21,6 +21,7 @@ from pathlib import Path
 
 from regexp import locks, results
 from regexp.config import RunSpec, config_hash, group_hash, to_yaml
+from regexp.console import say_once
 from regexp.data import Dataset, load_dataset
 from regexp.errors import DataError, ResultsError
 
@@ -232,6 +233,8 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
     config = spec.config
     started = time.perf_counter()
     model, splits, precision, precision_reason, thread_counts = prepare_training(config, data, threads)
+    if precision == "float32" and config.training.precision == "auto":
+        say_once(f"no native bfloat16 on this machine ({precision_reason}): training in float32")
     board = tensorboard_log.RunBoard(staging / tensorboard_log.FOLDER, spec.name,
                                      tensorboard_log.hyperparameters(config, precision))
     results.write_text_atomic(staging / "model.txt", model_lib.model_summary(model, config))

@@ -23,6 +23,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+# isort: off
+from regexp.tf_runtime import keras, tf  # first: TensorBoard's modules import TensorFlow, which must come through it
+# isort: on
+
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto import event_pb2
 from tensorboard.plugins.histogram.summary_v2 import histogram_pb
@@ -31,7 +35,6 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 
 from regexp import results
 from regexp.flatten import flatten
-from regexp.tf_runtime import keras, tf
 
 FOLDER = "tensorboard"
 TRAIN, VALIDATION = "train", "validation"
