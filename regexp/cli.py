@@ -275,7 +275,7 @@ def export(
     with user_errors():
         rows, problems = collect_rows(root)
         for problem in problems:
-            typer.echo(problem, err=True)
+            typer.echo(f"skipped: {problem}", err=True)
         if not rows:
             raise RegexpError(f"{root}: no readable runs here (a run folder holds a metrics.json)")
         text = export_text(rows, format.value)

@@ -29,11 +29,9 @@ from regexp.flatten import flatten
 FORMATS = ("csv", "json")
 
 
-def run_row(folder: Path) -> tuple[dict | None, str | None]:
-    """One run's flat row, or (None, why it cannot be read)."""
-    metrics = results.read_metrics(folder)
-    if not isinstance(metrics, dict):
-        return None, f"{folder / results.METRICS}: cannot be read as a JSON object"
+def run_row(run: results.SavedRun) -> tuple[dict | None, str | None]:
+    """One run's flat row, or (None, '<file>: why it cannot be read')."""
+    folder, metrics = run.folder, run.metrics
     try:
         config = yaml.safe_load((folder / results.CONFIG).read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -48,12 +46,14 @@ def run_row(folder: Path) -> tuple[dict | None, str | None]:
 
 def collect_rows(root: Path) -> tuple[list[dict], list[str]]:
     """The rows of every run under `root` (or of `root` itself if it is a run folder), sorted by
-    run name, and one line for each run left out because it cannot be read."""
-    rows, problems = [], []
-    for folder in results.find_runs(root):
-        row, problem = run_row(folder)
+    run name, and one line ('<file>: <what is wrong>') for each run folder left out because it
+    is damaged (see `results.scan_runs`) or its config.yaml cannot be read."""
+    runs, problems = results.scan_runs(root)
+    rows = []
+    for run in runs:
+        row, problem = run_row(run)
         if row is None:
-            problems.append(f"skipped {folder.name}: {problem}")
+            problems.append(problem)
         else:
             rows.append(row)
     return rows, problems

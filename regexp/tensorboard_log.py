@@ -23,6 +23,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 # isort: off
 from regexp.tf_runtime import keras, tf  # first: TensorBoard's modules import TensorFlow, which must come through it
 # isort: on
@@ -180,7 +182,9 @@ class RunBoard(keras.callbacks.Callback):
     def _write_histograms(self, epoch: int) -> None:
         started = time.perf_counter()
         for weight in self.model.trainable_weights:
-            tf.summary.experimental.write_raw_pb(histogram_pb(weight.path, weight.numpy()).SerializeToString(), step=epoch)
+            values = weight.numpy()
+            if np.isfinite(values).all():  # a diverged run's NaN weights have no histogram
+                tf.summary.experimental.write_raw_pb(histogram_pb(weight.path, values).SerializeToString(), step=epoch)
         self.histogram_seconds += time.perf_counter() - started
         self.histogram_epochs.append(epoch)
 
