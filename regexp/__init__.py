@@ -3,10 +3,6 @@
 Importing the package is cheap: TensorFlow is imported only by the modules that train.
 """
 
-import os
-
-# TensorFlow's C++ start-up notices (oneDNN, missing CUDA) are noise on a terminal. Set here,
-# before any module can import TensorFlow; a value the user set is kept.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's start-up notices are filtered where it is imported: regexp/tf_runtime.py.
 
 __version__ = "0.1.0"

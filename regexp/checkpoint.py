@@ -21,10 +21,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from regexp import results
+from regexp.tf_runtime import keras
 
 logger = logging.getLogger(__name__)
 

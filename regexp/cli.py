@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,7 +16,7 @@ from regexp.errors import RegexpError
 app = typer.Typer(
     help="Experiments on L1, L2 and elastic-net regularization of a CNN on EMNIST.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -67,7 +68,10 @@ SharedResultsOption = Annotated[
 
 
 @app.callback()
-def _group() -> None:
+def _group(
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Show TensorFlow's own start-up and log lines (hidden by default).")] = False,
+) -> None:
     """Experiments on L1, L2 and elastic-net regularization of a CNN on EMNIST.
 
     Start with the offline demo: regexp run configs/demo_digits.yaml
@@ -75,6 +79,10 @@ def _group() -> None:
     from regexp.logs import print_lines
 
     print_lines()
+    if verbose:
+        from regexp.console import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"  # inherited by worker processes
 
 
 @contextlib.contextmanager
@@ -247,6 +255,38 @@ def _write_report(root: Path, baseline: str | None, name_skipped: bool = True):
     typer.echo("\n".join(written.answer))
     typer.echo(f"Report: {root / 'report.html'} (and report.md, stats.csv)")
     return written
+
+
+class ExportFormat(str, enum.Enum):
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def export(
+    root: Annotated[Path, typer.Argument(help="A results root, or one run folder.")] = Path("results"),
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv or json.")] = ExportFormat.csv,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+) -> None:
+    """One row per saved run: its resolved config and every metric, as dotted columns (no TensorFlow)."""
+    from regexp import results
+    from regexp.export import collect_rows, export_text
+
+    with user_errors():
+        rows, problems = collect_rows(root)
+        for problem in problems:
+            typer.echo(f"skipped: {problem}", err=True)
+        if not rows:
+            raise RegexpError(f"{root}: no readable runs here (a run folder holds a metrics.json)")
+        text = export_text(rows, format.value)
+        if output is None:
+            typer.echo(text, nl=False)
+            return
+        try:
+            results.write_text_atomic(output, text)
+        except OSError as exc:
+            raise RegexpError(f"{output}: cannot be written ({exc.strerror or exc})") from None
+    typer.echo(f"wrote {len(rows)} runs to {output}", err=True)
 
 
 def main() -> None:

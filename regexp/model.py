@@ -13,11 +13,11 @@ penalty from regexp/speedups.py; without it every layer and penalty is stock Ker
 
 from __future__ import annotations
 
-import keras
-from keras import ops
-
 from regexp import speedups
 from regexp.config import LAYER_NAMES, ExperimentConfig, RegularizerConfig, penalty_layers
+from regexp.tf_runtime import keras
+
+ops = keras.ops
 
 INPUT_SHAPE = (28, 28, 1)
 SPARSITY_THRESHOLD = 1e-3

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from regexp import locks, results
 from regexp.config import RunSpec, config_hash, group_hash, to_yaml
+from regexp.console import say_once
 from regexp.data import Dataset, load_dataset
 from regexp.errors import DataError, ResultsError
 
@@ -229,12 +230,15 @@ def prepare_training(config, data: Dataset, threads: int | None = None):
 def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
     # TensorFlow is imported here, not at module level: the CLI must start without it.
     from regexp import model as model_lib
-    from regexp import plots, speedups
-    from regexp import train
+    from regexp import plots, provenance, speedups, tensorboard_log, train
 
     config = spec.config
     started = time.perf_counter()
     model, splits, precision, precision_reason, thread_counts = prepare_training(config, data, threads)
+    if precision == "float32" and config.training.precision == "auto":
+        say_once(f"no native bfloat16 on this machine ({precision_reason}): training in float32")
+    board = tensorboard_log.RunBoard(staging / tensorboard_log.FOLDER, spec.name,
+                                     tensorboard_log.hyperparameters(config, precision))
     results.write_text_atomic(staging / "model.txt", model_lib.model_summary(model, config))
 
     history_path = staging / results.HISTORY
@@ -243,6 +247,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
     def record_epoch(epoch: int, logs: dict) -> None:
         rows[:] = [row for row in rows if row["epoch"] < epoch] + [{"epoch": epoch, **logs}]
         results.write_text_atomic(history_path, results.history_csv(rows))
+        board.record_epoch(epoch, logs)
         if verbose == 0:  # no Keras progress (parallel sweeps): one line per epoch instead
             shown = " ".join(f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs)
             logger.info(f"{spec.name}: epoch {epoch}/{config.training.epochs} {shown}")
@@ -259,6 +264,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
         checkpoint_dir=str(staging / results.CHECKPOINT),
         record_epoch=record_epoch,
         verbose=verbose,
+        callbacks=[board],
     )
     status = DIVERGED if fitted.diverged_epoch else COMPLETED
     best = max(rows, key=lambda row: row.get("val_accuracy", float("-inf")), default=None)
@@ -271,6 +277,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
         if fitted.best_weights is not None:  # the weights of `best_epoch`, kept in the checkpoint until now
             model.set_weights(fitted.best_weights)
             best_test_loss, best_test_accuracy = train.evaluate(model, splits)
+    board.close(fitted.epochs_run, test_loss, test_accuracy)
     shutil.rmtree(staging / results.CHECKPOINT, ignore_errors=True)
     plots.plot_run(staging, rows, spec.name)
     metrics = {
@@ -309,7 +316,8 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
             "threads": thread_counts,
             **speedups.describe(config.training.fast_path, _has_activity_penalty(config)),
         },
-        "versions": train.versions(),
+        "versions": {"regexp": provenance.regexp_version(), **train.versions()},
+        **provenance.collect(config.data),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     metrics = _finite(metrics)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-import keras
-import tensorflow as tf
-from keras import ops
+from regexp.tf_runtime import keras, tf
+
+ops = keras.ops
 
 
 def penalty_coefficients(penalty: keras.regularizers.Regularizer) -> tuple[float, float]:

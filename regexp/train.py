@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from regexp import checkpoint, results
 from regexp.config import LAYER_NAMES
 from regexp.data import Dataset
+from regexp.tf_runtime import keras, tf
 
 # Batches prepared ahead by tf.data's own thread: on a GPU only. On CPU that thread competes
 # with the training step's threads for the same cores (benchmarks/README.md).

@@ -196,7 +196,7 @@ def test_same_config_and_seed_give_the_same_numbers(cli, tmp_path):
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in folder.iterdir()}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 @pytest.mark.parametrize("failing_file", ["config.yaml", "history.csv", "metrics.json"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -73,9 +74,7 @@ def _drop_column(lines, column: str):
 
 
 def _replace_with_file(folder: Path) -> None:
-    for path in folder.iterdir():
-        path.unlink()
-    folder.rmdir()
+    shutil.rmtree(folder)  # a run folder holds files and its tensorboard/ folder
     folder.write_text("not a folder\n")
 
 

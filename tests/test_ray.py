@@ -123,6 +123,11 @@ def run_folders(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def event_folders(run: Path) -> list[str]:
+    """The folders under a run's tensorboard/ that hold event files."""
+    return sorted({str(p.parent.relative_to(run)) for p in (run / "tensorboard").rglob("*tfevents*")})
+
+
 def assert_same_runs(local: Path, remote: Path) -> None:
     """Same run folders, same files, same bytes; metrics.json equal but for its timings."""
     names = run_folders(local)
@@ -131,8 +136,9 @@ def assert_same_runs(local: Path, remote: Path) -> None:
         files = sorted(p.name for p in (local / name).iterdir())
         assert files == sorted(p.name for p in (remote / name).iterdir()), name
         for file in files:
-            if file != "metrics.json":
+            if file not in ("metrics.json", "tensorboard"):  # event files hold wall times and a host/pid name
                 assert (local / name / file).read_bytes() == (remote / name / file).read_bytes(), f"{name}/{file}"
+        assert event_folders(local / name) == event_folders(remote / name), name
         a, b = (json.loads((root / name / "metrics.json").read_text()) for root in (local, remote))
         assert {k: v for k, v in a.items() if k not in TIMINGS} == {k: v for k, v in b.items() if k not in TIMINGS}, name
 

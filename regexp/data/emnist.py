@@ -149,6 +149,9 @@ def read_matlab_zip(split: str, archive: Path) -> Arrays:
     The loader writes `./<split>.mat` into the working directory, so it runs in a private
     temporary one (TMPDIR decides where); the user's directory is restored afterwards.
     """
+    import regexp.tf_runtime  # noqa: F401  (first: the loader imports TensorFlow, whose start-up lines it filters)
+
+    # isort: split
     from extra_keras_datasets import emnist as loader_module
     from scipy.io.matlab import MatReadError
 

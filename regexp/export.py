@@ -1,0 +1,91 @@
+"""`regexp export`: one row per saved run, for pandas, spreadsheets or a database.
+
+Columns, in this order:
+
+- `run` (the run folder's name) and `status`;
+- `config.<section>.<field>`: the run's resolved config.yaml, flattened to dotted names; a
+  list-form regularizer gets indexed columns (`config.regularizer.0.type`,
+  `config.regularizer.1.lambda`, ...), a list of plain values (targets, layers) is one
+  comma-separated value;
+- every field of metrics.json under its own dotted name (`test_accuracy`,
+  `sparsity.layers.conv1`, `versions.tensorflow`, `wall_time_s`, ...), lists of entries
+  indexed as above (`regularizer.0.type`).
+
+A column a run does not have is empty (CSV) or null (JSON). No TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import yaml
+
+from regexp import results
+from regexp.flatten import flatten
+
+FORMATS = ("csv", "json")
+
+
+def run_row(run: results.SavedRun) -> tuple[dict | None, str | None]:
+    """One run's flat row, or (None, '<file>: why it cannot be read')."""
+    folder, metrics = run.folder, run.metrics
+    try:
+        config = yaml.safe_load((folder / results.CONFIG).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        return None, f"{folder / results.CONFIG}: cannot be read ({getattr(exc, 'strerror', None) or exc})"
+    if not isinstance(config, dict):
+        return None, f"{folder / results.CONFIG}: not a config mapping"
+    row = {"run": folder.name, "status": metrics.get("status")}  # metrics.json's `run` is the folder's name
+    row.update(flatten(config, "config"))
+    row.update({key: value for key, value in flatten(metrics).items() if key not in ("run", "status")})
+    return row, None
+
+
+def collect_rows(root: Path) -> tuple[list[dict], list[str]]:
+    """The rows of every run under `root` (or of `root` itself if it is a run folder), sorted by
+    run name, and one line ('<file>: <what is wrong>') for each run folder left out because it
+    is damaged (see `results.scan_runs`) or its config.yaml cannot be read."""
+    runs, problems = results.scan_runs(root)
+    rows = []
+    for run in runs:
+        row, problem = run_row(run)
+        if row is None:
+            problems.append(problem)
+        else:
+            rows.append(row)
+    return rows, problems
+
+
+def columns(rows: list[dict]) -> list[str]:
+    """Every column of `rows`, in first-seen order: run, status, config.*, then the metrics."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row))
+    names = list(seen)
+    return [n for n in names if not n.startswith("config.") and n in ("run", "status")] + \
+        [n for n in names if n.startswith("config.")] + \
+        [n for n in names if not n.startswith("config.") and n not in ("run", "status")]
+
+
+def to_csv(rows: list[dict]) -> str:
+    """The rows as CSV with a header, readable by `pandas.read_csv` with no options."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns(rows), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: ("" if value is None else value) for key, value in row.items()})
+    return out.getvalue()
+
+
+def to_json(rows: list[dict]) -> str:
+    """The rows as a JSON list of objects, every object with every column (null where missing)."""
+    names = columns(rows)
+    return json.dumps([{name: row.get(name) for name in names} for row in rows], indent=1) + "\n"
+
+
+def export_text(rows: list[dict], format: str) -> str:
+    """The rows in `format` (csv or json)."""
+    return to_json(rows) if format == "json" else to_csv(rows)
