@@ -58,16 +58,23 @@ def main() -> int:
                     return 1
                 accuracy[precision].append(outcome.metrics["test_accuracy"])
                 resolved[precision] = outcome.metrics["training_path"]["precision"]
-                print(f"seed {seed}: {precision:>7} ({resolved[precision]:>14}) test accuracy "
-                      f"{outcome.metrics['test_accuracy']:.4f}  ({outcome.metrics['wall_time_s']:.1f} s)", flush=True)
+                print(
+                    f"seed {seed}: {precision:>7} ({resolved[precision]:>14}) test accuracy "
+                    f"{outcome.metrics['test_accuracy']:.4f}  ({outcome.metrics['wall_time_s']:.1f} s)",
+                    flush=True,
+                )
     fast, f32 = accuracy["auto"], accuracy["float32"]
     differences = [a - b for a, b in zip(fast, f32)]
     mean_diff_pp = 100 * (statistics.mean(fast) - statistics.mean(f32))
     print()
-    print(f"config: {args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config}; "
-          f"{args.seeds} seeds; {time.perf_counter() - started:.0f} s in all")
-    print(f"fast path (precision auto -> {resolved['auto']}): mean test accuracy {statistics.mean(fast):.4f} "
-          f"(min {min(fast):.4f}, max {max(fast):.4f})")
+    print(
+        f"config: {args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config}; "
+        f"{args.seeds} seeds; {time.perf_counter() - started:.0f} s in all"
+    )
+    print(
+        f"fast path (precision auto -> {resolved['auto']}): mean test accuracy {statistics.mean(fast):.4f} "
+        f"(min {min(fast):.4f}, max {max(fast):.4f})"
+    )
     print(f"float32 path: mean test accuracy {statistics.mean(f32):.4f} (min {min(f32):.4f}, max {max(f32):.4f})")
     spread = f", sd of paired differences {100 * statistics.stdev(differences):.2f} pp" if len(differences) > 1 else ""
     print(f"difference (fast - float32): {mean_diff_pp:+.2f} percentage points{spread}")

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import peak_memory_mb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,8 +45,6 @@ def arrays(content: str) -> tuple[np.ndarray, ...]:
     return x_train, y_train, x_test, y_test
 
 
-
-
 def child(content: str) -> None:
     started = time.perf_counter()
     try:
@@ -64,13 +61,17 @@ def child(content: str) -> None:
             loaded = tuple(entry[name] for name in ("x_train", "y_train", "x_test", "y_test"))
     done = time.perf_counter()
 
-    print(json.dumps({
-        "load_s": done - imported,
-        "import_s": imported - started,
-        "shapes": [list(a.shape) for a in loaded],
-        "dtypes": [str(a.dtype) for a in loaded],
-        "maxrss_mb": peak_memory_mb(),
-    }))
+    print(
+        json.dumps(
+            {
+                "load_s": done - imported,
+                "import_s": imported - started,
+                "shapes": [list(a.shape) for a in loaded],
+                "dtypes": [str(a.dtype) for a in loaded],
+                "maxrss_mb": peak_memory_mb(),
+            }
+        )
+    )
 
 
 def main() -> int:
@@ -85,8 +86,10 @@ def main() -> int:
         from regexp.data import cache
     except ImportError:
         cache = None
-    print(f"loader: {'regexp.data.cache.load_arrays' if cache else 'np.load (regexp.data.cache not found)'}; "
-          f"{TRAIN + TEST:,} images 28x28 uint8 ({(TRAIN + TEST) * 784 / 1e6:.0f} MB raw) + labels")
+    print(
+        f"loader: {'regexp.data.cache.load_arrays' if cache else 'np.load (regexp.data.cache not found)'}; "
+        f"{TRAIN + TEST:,} images 28x28 uint8 ({(TRAIN + TEST) * 784 / 1e6:.0f} MB raw) + labels"
+    )
     with tempfile.TemporaryDirectory(prefix="regexp-cache-bench-") as folder:
         env = {**os.environ, "REGEXP_CACHE": folder}
         os.environ["REGEXP_CACHE"] = folder
@@ -99,27 +102,37 @@ def main() -> int:
                 path = cache.save_arrays(f"bench-{content}", {**KEY, "content": content}, data)
             else:
                 path = Path(folder) / f"bench-{content}.npz"
-                np.savez_compressed(path, x_train=data[0], y_train=data[1].astype(np.uint8),
-                                    x_test=data[2], y_test=data[3].astype(np.uint8))
+                np.savez_compressed(
+                    path,
+                    x_train=data[0],
+                    y_train=data[1].astype(np.uint8),
+                    x_test=data[2],
+                    y_test=data[3].astype(np.uint8),
+                )
             write_s = time.perf_counter() - t0
             size_mb = path.stat().st_size / 1e6
             loads = []
             for _ in range(args.runs):
-                out = subprocess.run([sys.executable, __file__, "--child", content], capture_output=True,
-                                     text=True, cwd=REPO, env=env)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", content], capture_output=True, text=True, cwd=REPO, env=env
+                )
                 if out.returncode != 0:
                     print(f"{content}: load failed:\n{out.stderr[-2000:]}")
                     return 1
                 loads.append(json.loads(out.stdout.strip().splitlines()[-1]))
             times = [r["load_s"] for r in loads]
             medians[content] = statistics.median(times)
-            print(f"{content:>6} ({zeros:.0%} zero pixels): entry {size_mb:.1f} MB (written in {write_s:.1f} s); "
-                  f"load median {medians[content]:.3f} s (min {min(times):.3f}, max {max(times):.3f}, {len(times)} fresh processes); "
-                  f"import {statistics.median(r['import_s'] for r in loads):.3f} s; "
-                  f"peak memory {statistics.median(r['maxrss_mb'] for r in loads):.0f} MB; "
-                  f"arrays {loads[0]['shapes']} {sorted(set(loads[0]['dtypes']))}")
+            print(
+                f"{content:>6} ({zeros:.0%} zero pixels): entry {size_mb:.1f} MB (written in {write_s:.1f} s); "
+                f"load median {medians[content]:.3f} s (min {min(times):.3f}, max {max(times):.3f}, {len(times)} fresh processes); "
+                f"import {statistics.median(r['import_s'] for r in loads):.3f} s; "
+                f"peak memory {statistics.median(r['maxrss_mb'] for r in loads):.0f} MB; "
+                f"arrays {loads[0]['shapes']} {sorted(set(loads[0]['dtypes']))}"
+            )
     worst = max(medians.values())
-    print(f"goal: load < {GOAL_S} s: {'met' if worst < GOAL_S else 'NOT met'} (slowest content's median: {worst:.3f} s)")
+    print(
+        f"goal: load < {GOAL_S} s: {'met' if worst < GOAL_S else 'NOT met'} (slowest content's median: {worst:.3f} s)"
+    )
     return 0
 
 

@@ -27,8 +27,6 @@ def command() -> list[str]:
     return [str(script), "--help"] if script.exists() else [sys.executable, "-m", "regexp", "--help"]
 
 
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=15, help="timed runs (default 15), after one untimed warm-up")
@@ -51,8 +49,14 @@ def main() -> int:
     elapsed, busy_after = time.perf_counter() - started, busy_cpu_seconds()
     ours = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]) - children_before
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys, regexp.cli; print(sorted(m for m in ('tensorflow', 'keras', 'numpy', 'matplotlib') if m in sys.modules))"],
-        capture_output=True, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-c",
+            "import sys, regexp.cli; print(sorted(m for m in ('tensorflow', 'keras', 'numpy', 'matplotlib') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     median = statistics.median(times)
     print(f"command: {' '.join(cmd)}")
@@ -60,7 +64,9 @@ def main() -> int:
     print(f"wall time: median {median:.3f} s, min {min(times):.3f} s, max {max(times):.3f} s")
     if busy_before is not None and busy_after is not None:
         other = max(0.0, (busy_after - busy_before - ours) / elapsed)
-        print(f"cores kept busy by other processes during the runs: {other:.2f} of {os.cpu_count()} (the cores are shared)")
+        print(
+            f"cores kept busy by other processes during the runs: {other:.2f} of {os.cpu_count()} (the cores are shared)"
+        )
     print(f"heavy modules imported by `import regexp.cli`: {probe.stdout.strip() or probe.stderr.strip()[-300:]}")
     print(f"goal: median < {GOAL_S} s: {'met' if median < GOAL_S else 'NOT met'}")
     return 0

@@ -35,16 +35,36 @@ def write_runs(root: Path, count: int, epochs: int = 25) -> None:
         folder = root / name
         folder.mkdir(parents=True)
         top = 0.9 - 2 * lam - seed / 1000
-        rows = [{"epoch": e, "loss": 2 / e, "accuracy": top * (1 - math.exp(-e / 4)), "val_loss": 2.1 / e,
-                 "val_accuracy": top * (1 - math.exp(-e / 4)) - 0.01} for e in range(1, epochs + 1)]
+        rows = [
+            {
+                "epoch": e,
+                "loss": 2 / e,
+                "accuracy": top * (1 - math.exp(-e / 4)),
+                "val_loss": 2.1 / e,
+                "val_accuracy": top * (1 - math.exp(-e / 4)) - 0.01,
+            }
+            for e in range(1, epochs + 1)
+        ]
         (folder / "history.csv").write_text(history_csv(rows))
         entry = {"type": "l2", "targets": ["activity"], "lambda": lam, "l1": None, "l2": None, "layers": None}
-        write_json_atomic(folder / "metrics.json", {
-            "run": name, "group": group, "group_hash": group, "config_hash": name, "seed": seed,
-            "status": "completed", "test_accuracy": top, "test_loss": 1 - top, "best_val_accuracy": top - 0.01,
-            "best_epoch": epochs, "sparsity": {"overall": min(1.0, lam * 3)}, "regularizer": [entry],
-            "data": {"description": "benchmark"},
-        })
+        write_json_atomic(
+            folder / "metrics.json",
+            {
+                "run": name,
+                "group": group,
+                "group_hash": group,
+                "config_hash": name,
+                "seed": seed,
+                "status": "completed",
+                "test_accuracy": top,
+                "test_loss": 1 - top,
+                "best_val_accuracy": top - 0.01,
+                "best_epoch": epochs,
+                "sparsity": {"overall": min(1.0, lam * 3)},
+                "regularizer": [entry],
+                "data": {"description": "benchmark"},
+            },
+        )
 
 
 def draw_run_figures(root: Path) -> None:
@@ -58,8 +78,9 @@ def draw_run_figures(root: Path) -> None:
 
 def timed_plot(root: Path, *extra: str) -> tuple[float, str]:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "regexp", "plot", str(root), *extra], check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "regexp", "plot", str(root), *extra], check=True, capture_output=True, text=True
+    )
     return time.perf_counter() - start, done.stdout.strip()
 
 
@@ -83,8 +104,10 @@ def main() -> None:
     print(f"{args.runs} saved runs, {figures} PNG files in all")
     print(f"regexp plot ROOT ({plain_said}): " + ", ".join(f"{t:.2f} s" for t in plain))
     print(f"regexp plot ROOT --redraw ({redraw_said}): " + ", ".join(f"{t:.2f} s" for t in redraw))
-    print(f"median {median:.2f} s; goal < {GOAL_SECONDS:.0f} s: {'met' if median < GOAL_SECONDS else 'NOT met'}; "
-          f"with --redraw (every run's curves too): median {redraw_median:.2f} s")
+    print(
+        f"median {median:.2f} s; goal < {GOAL_SECONDS:.0f} s: {'met' if median < GOAL_SECONDS else 'NOT met'}; "
+        f"with --redraw (every run's curves too): median {redraw_median:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -94,10 +94,16 @@ def step_parts(precision: str, blocks: int) -> dict[str, float]:
         return list(model.train_function(iterator).values())
 
     return timed_blocks(
-        {"forward, training (dropout on)": forward_train, "forward, inference": forward_infer,
-         "forward + backward": forward_backward, "Adam update": adam_update,
-         "step by hand (fwd+bwd+Adam)": own_step, "Keras train step": keras_step},
-        blocks, 10,
+        {
+            "forward, training (dropout on)": forward_train,
+            "forward, inference": forward_infer,
+            "forward + backward": forward_backward,
+            "Adam update": adam_update,
+            "step by hand (fwd+bwd+Adam)": own_step,
+            "Keras train step": keras_step,
+        },
+        blocks,
+        10,
     )
 
 
@@ -121,8 +127,14 @@ def dropout_parts(precision: str, blocks: int) -> dict[str, float]:
         return [layer(x, training=True) for layer, x in zip(layers, inputs)]
 
     kept = float(tf.reduce_mean(tf.cast(random_bits_masks()[0] != 0, tf.float32)))
-    result = timed_blocks({"dropout x2, Keras (stateless_dropout)": keras_masks,
-                           "dropout x2, regexp (RandomBitsDropout)": random_bits_masks}, blocks, 10)
+    result = timed_blocks(
+        {
+            "dropout x2, Keras (stateless_dropout)": keras_masks,
+            "dropout x2, regexp (RandomBitsDropout)": random_bits_masks,
+        },
+        blocks,
+        10,
+    )
     result["(RandomBitsDropout keeps)"] = kept
     return result
 

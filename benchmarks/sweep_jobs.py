@@ -34,8 +34,12 @@ def write_sweep(folder: Path, samples: int, epochs: int) -> None:
 
 def timed_sweep(folder: Path, root: Path, jobs: int) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(root), "--jobs", str(jobs)],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(root), "--jobs", str(jobs)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -57,8 +61,9 @@ def main() -> None:
             print(f"round {round_ + 1}: --jobs 1 {seconds[1][-1]:.1f} s, --jobs 2 {seconds[2][-1]:.1f} s")
     ratios = [a / b for a, b in zip(seconds[1], seconds[2])]
     median = statistics.median(ratios)
-    print(f"median --jobs 1 / --jobs 2 wall time: {median:.2f} "
-          f"({'--jobs 2 faster' if median > 1 else '--jobs 1 faster'})")
+    print(
+        f"median --jobs 1 / --jobs 2 wall time: {median:.2f} ({'--jobs 2 faster' if median > 1 else '--jobs 1 faster'})"
+    )
     print(f"recommended default on this machine: --jobs {2 if median > 1.05 else 1}")
 
 

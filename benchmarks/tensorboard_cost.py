@@ -53,24 +53,35 @@ def measure(config: Path, overrides: list[str], label: str) -> bool:
     board, metrics = boards[-1], outcome.metrics
     epoch_s = metrics["data"]["train"] / metrics["train_samples_per_s"]
     per_set = board.histogram_seconds / len(board.histogram_epochs)
-    print(f"{label}: {metrics['data']['train']:,} training samples, {metrics['epochs_run']} epochs; "
-          f"median epoch {epoch_s:.2f} s (training only); one set of weight histograms {per_set * 1000:.1f} ms "
-          f"= {per_set / epoch_s:.1%} of an epoch (goal < {GOAL:.0%}); histograms after epochs {board.histogram_epochs}")
+    print(
+        f"{label}: {metrics['data']['train']:,} training samples, {metrics['epochs_run']} epochs; "
+        f"median epoch {epoch_s:.2f} s (training only); one set of weight histograms {per_set * 1000:.1f} ms "
+        f"= {per_set / epoch_s:.1%} of an epoch (goal < {GOAL:.0%}); histograms after epochs {board.histogram_epochs}"
+    )
     return True
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=3, help="EMNIST-sized epochs (default 3)")
-    parser.add_argument("--samples", type=int, default=141_000, help="samples before the validation split (default 141,000)")
+    parser.add_argument(
+        "--samples", type=int, default=141_000, help="samples before the validation split (default 141,000)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from _common import busy_cpu_seconds
 
     busy_before = busy_cpu_seconds()
-    ok = measure(REPO / "configs" / "l2_kernel_bias.yaml",
-                 ["data.dataset=synthetic", f"data.limit={args.samples}", "data.test_limit=1000",
-                  f"training.epochs={args.epochs}"], "emnist_sized")
+    ok = measure(
+        REPO / "configs" / "l2_kernel_bias.yaml",
+        [
+            "data.dataset=synthetic",
+            f"data.limit={args.samples}",
+            "data.test_limit=1000",
+            f"training.epochs={args.epochs}",
+        ],
+        "emnist_sized",
+    )
     ok = ok and measure(REPO / "configs" / "demo_digits.yaml", [], "digits_demo")
     if busy_before is not None:
         print(f"machine busy {busy_cpu_seconds() - busy_before:.0f} CPU-s in all (other processes included)")

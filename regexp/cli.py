@@ -7,7 +7,7 @@ import enum
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,7 +24,7 @@ ResultsOption = Annotated[
     Path, typer.Option("--results", "-r", help="Results root: each run writes a folder under it.")
 ]
 SetOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option(
         "--set",
         "-s",
@@ -32,10 +32,10 @@ SetOption = Annotated[
         help="Override a config field, e.g. --set data.limit=600 (repeatable; values are YAML).",
     ),
 ]
-EpochsOption = Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, help="Override training.epochs.")]
+EpochsOption = Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Override training.epochs.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Run again even where a completed run exists.")]
 ThreadsOption = Annotated[
-    Optional[int], typer.Option("--threads", min=1, help="TensorFlow threads per run (default: all cores).")
+    int | None, typer.Option("--threads", min=1, help="TensorFlow threads per run (default: all cores).")
 ]
 
 
@@ -45,32 +45,38 @@ class Backend(str, enum.Enum):
 
 
 BackendOption = Annotated[
-    Backend, typer.Option("--backend", help="Where runs train: local processes, or tasks on a Ray cluster (the ray extra).")
+    Backend,
+    typer.Option("--backend", help="Where runs train: local processes, or tasks on a Ray cluster (the ray extra)."),
 ]
 AddressOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--address", help="Ray: the cluster, HEAD:6379 (default: $RAY_ADDRESS, else a local Ray)."),
 ]
 CpusPerRunOption = Annotated[
-    Optional[int],
+    int | None,
     typer.Option("--cpus-per-run", min=1, help="Ray: CPUs each run reserves, and its TensorFlow threads (default 1)."),
 ]
 GpusPerRunOption = Annotated[
-    Optional[float],
-    typer.Option("--gpus-per-run", min=0,
-                 help="Ray: GPUs each run reserves, may be a fraction (default: 1 if the cluster has GPUs)."),
+    float | None,
+    typer.Option(
+        "--gpus-per-run",
+        min=0,
+        help="Ray: GPUs each run reserves, may be a fraction (default: 1 if the cluster has GPUs).",
+    ),
 ]
 SharedResultsOption = Annotated[
     bool,
-    typer.Option("--shared-results",
-                 help="Ray: workers write straight into --results, mounted at the same path on every node."),
+    typer.Option(
+        "--shared-results", help="Ray: workers write straight into --results, mounted at the same path on every node."
+    ),
 ]
 
 
 @app.callback()
 def _group(
-    verbose: Annotated[bool, typer.Option(
-        "--verbose", help="Show TensorFlow's own start-up and log lines (hidden by default).")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show TensorFlow's own start-up and log lines (hidden by default).")
+    ] = False,
 ) -> None:
     """Experiments on L1, L2 and elastic-net regularization of a CNN on EMNIST.
 
@@ -122,8 +128,9 @@ def run(
         if len(specs) > 1:
             raise RegexpError(f"{config}: sweep: this config asks for {len(specs)} runs; use `regexp sweep {config}`")
         for problem in results_lib.damaged_runs(results, [specs[0].name]):
-            typer.echo(f"damaged: {problem}; it is moved to {results / results_lib.DAMAGED} and trained again",
-                       err=True)
+            typer.echo(
+                f"damaged: {problem}; it is moved to {results / results_lib.DAMAGED} and trained again", err=True
+            )
         outcome = run_experiment(specs[0], results, force=force, verbose=_keras_verbosity(), threads=threads)
     if outcome.status not in (COMPLETED, SKIPPED):
         raise typer.Exit(1)
@@ -135,15 +142,23 @@ def sweep(
     folder: Annotated[Path, typer.Argument(help="A folder of YAML configs (or one config with a sweep: grid).")],
     results: ResultsOption = Path("results"),
     jobs: Annotated[
-        int, typer.Option("--jobs", "-j", min=1, help="Runs at once, each in its own process; cores are split between them.")
+        int,
+        typer.Option(
+            "--jobs", "-j", min=1, help="Runs at once, each in its own process; cores are split between them."
+        ),
     ] = 1,
     epochs: EpochsOption = None,
     set_: SetOption = None,
     force: ForceOption = False,
-    seeds: Annotated[Optional[int], typer.Option(
-        "--seeds", min=1, help="Run every config with training.seed 0..N-1, so the report can give confidence "
-                               "intervals and paired tests (a config whose grid already varies the seed keeps its own).",
-    )] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(
+            "--seeds",
+            min=1,
+            help="Run every config with training.seed 0..N-1, so the report can give confidence "
+            "intervals and paired tests (a config whose grid already varies the seed keeps its own).",
+        ),
+    ] = None,
     backend: BackendOption = Backend.local,
     address: AddressOption = None,
     cpus_per_run: CpusPerRunOption = None,
@@ -164,18 +179,34 @@ def sweep(
         typer.echo(f"{len(todo) + len(done)} runs: {len(done)} already completed, {len(todo)} to run -> {results}")
         damaged = results_lib.damaged_runs(results, [spec.name for spec in todo])
         for problem in damaged:
-            typer.echo(f"damaged: {problem}; it is moved to {results / results_lib.DAMAGED} and trained again",
-                       err=True)
+            typer.echo(
+                f"damaged: {problem}; it is moved to {results / results_lib.DAMAGED} and trained again", err=True
+            )
         try:
-            executor = make_executor(results, jobs=jobs, force=force, verbose=_keras_verbosity(), backend=backend.value,
-                                     address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                                     shared_results=shared_results)
+            executor = make_executor(
+                results,
+                jobs=jobs,
+                force=force,
+                verbose=_keras_verbosity(),
+                backend=backend.value,
+                address=address,
+                cpus_per_run=cpus_per_run,
+                gpus_per_run=gpus_per_run,
+                shared_results=shared_results,
+            )
             outcomes = run_sweep(todo, executor)
         except SweepInterrupted as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(130) from None
-        skipped = [RunOutcome(s.name, SKIPPED, results_lib.run_dir(results, s.name),
-                              results_lib.read_metrics(results_lib.run_dir(results, s.name))) for s in done]
+        skipped = [
+            RunOutcome(
+                s.name,
+                SKIPPED,
+                results_lib.run_dir(results, s.name),
+                results_lib.read_metrics(results_lib.run_dir(results, s.name)),
+            )
+            for s in done
+        ]
         everything = sorted(skipped + outcomes, key=lambda o: o.name)
         typer.echo(status_table(everything))
         with summary_lock(results):  # sweeps sharing the root write summary and report one after the other
@@ -208,10 +239,17 @@ class ImageFormat(str, enum.Enum):
 @app.command()
 def plot(
     root: Annotated[Path, typer.Argument(help="A results root, or one run folder.")] = Path("results"),
-    format: Annotated[ImageFormat, typer.Option("--format", "-f", help="Image format of the figures.")] = ImageFormat.png,
-    redraw: Annotated[bool, typer.Option(
-        "--redraw", help="Redraw every run's own loss and accuracy curves, also those already drawn after its "
-                         "last epoch (e.g. after upgrading regexp).")] = False,
+    format: Annotated[
+        ImageFormat, typer.Option("--format", "-f", help="Image format of the figures.")
+    ] = ImageFormat.png,
+    redraw: Annotated[
+        bool,
+        typer.Option(
+            "--redraw",
+            help="Redraw every run's own loss and accuracy curves, also those already drawn after its "
+            "last epoch (e.g. after upgrading regexp).",
+        ),
+    ] = False,
 ) -> None:
     """Draw the comparison figures and the summary from saved runs, and any run's curves that are
     missing or out of date (no training, no TensorFlow)."""
@@ -223,8 +261,11 @@ def plot(
             raise RegexpError(f"{root}: no runs here (a run folder holds a metrics.json)")
     for problem in report.skipped:
         typer.echo(f"skipped: {problem}", err=True)
-    current = (f" ({report.runs_current} of {report.runs} runs' curves were up to date; --redraw redraws them)"
-               if report.runs_current else "")
+    current = (
+        f" ({report.runs_current} of {report.runs} runs' curves were up to date; --redraw redraws them)"
+        if report.runs_current
+        else ""
+    )
     typer.echo(f"wrote {len(report.written)} files under {root}{current}")
     if report.skipped:
         raise typer.Exit(1)
@@ -233,9 +274,14 @@ def plot(
 @app.command()
 def report(
     root: Annotated[Path, typer.Argument(help="A results root.")] = Path("results"),
-    baseline: Annotated[Optional[str], typer.Option(
-        "--baseline", "-b", help="The config every other is compared with (default: the only one without "
-                                 "regularization).")] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            "-b",
+            help="The config every other is compared with (default: the only one without regularization).",
+        ),
+    ] = None,
 ) -> None:
     """Write report.html, report.md and stats.csv: each config's test accuracy with its 95 % interval,
     its difference from the baseline (paired or Welch t-test, Holm-corrected) and why (no TensorFlow)."""

@@ -104,7 +104,9 @@ class RegularizerConfig(_Section):
         if kind == "none":
             for key in ("lambda", "l1", "l2", "targets", "layers"):
                 if data.get(key) is not None:
-                    raise _rule("given with type none, which has no penalty; remove it or choose l1, l2 or elasticnet", key)
+                    raise _rule(
+                        "given with type none, which has no penalty; remove it or choose l1, l2 or elasticnet", key
+                    )
             return {**data, "targets": []}
         defaults = {"targets": ["kernel", "bias"], **({"lambda": 0.01} if kind in ("l1", "l2") else {})}
         return {**data, **{key: value for key, value in defaults.items() if data.get(key) is None}}
@@ -195,8 +197,11 @@ class DataConfig(_Section):
                 reason = getattr(exc, "strerror", None) or exc
                 raise _rule(f"cannot be read ({reason}): {show_value(self.path)}", "path") from None
             if not exists:
-                raise _rule(f"no such file or folder: {self.path} (looked for {path.absolute()}; a relative path "
-                            "starts in the folder regexp runs in)", "path")
+                raise _rule(
+                    f"no such file or folder: {self.path} (looked for {path.absolute()}; a relative path "
+                    "starts in the folder regexp runs in)",
+                    "path",
+                )
             if self.dataset == "idx" and not is_dir:
                 raise _rule(f"{self.path} is a file; dataset idx reads a folder of MNIST-format IDX files", "path")
         return self
@@ -285,8 +290,11 @@ class ExperimentConfig(_Section):
             for layer in penalty_layers(entry):
                 for target in entry.targets:
                     if (layer, target) in seen:
-                        raise _rule(f"{layer} {target} already carries regularizer[{seen[layer, target]}]; one penalty "
-                                    "per target of a layer (merge them into one elasticnet entry)", i)
+                        raise _rule(
+                            f"{layer} {target} already carries regularizer[{seen[layer, target]}]; one penalty "
+                            "per target of a layer (merge them into one elasticnet entry)",
+                            i,
+                        )
                     seen[layer, target] = i
         return regularizer
 
@@ -322,8 +330,11 @@ class ExperimentConfig(_Section):
         known, wanted = self.data.known_classes(), self.model.num_classes
         if known is not None and wanted is not None and wanted != known:
             what = f"EMNIST {self.data.split}" if self.data.dataset == "emnist" else self.data.dataset
-            raise _rule(f"{wanted} disagrees with the data: {what} has {known} classes; write {known} or leave "
-                        "num_classes out", "model", "num_classes")
+            raise _rule(
+                f"{wanted} disagrees with the data: {what} has {known} classes; write {known} or leave num_classes out",
+                "model",
+                "num_classes",
+            )
         if isinstance(self.regularizer, list):
             for key in self.sweep or {}:
                 if key.startswith("regularizer."):
@@ -384,7 +395,11 @@ def apply_override(data: dict, key: str, value: Any) -> None:
 def _unknown_field(key: Any, known: list[str], prefix: str = "") -> str:
     """'unknown field', with the nearest known name, or the list of them."""
     hint = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-    return f"unknown field; did you mean '{prefix}{hint[0]}'?" if hint else f"unknown field; expected one of {', '.join(known)}"
+    return (
+        f"unknown field; did you mean '{prefix}{hint[0]}'?"
+        if hint
+        else f"unknown field; expected one of {', '.join(known)}"
+    )
 
 
 _UNKNOWN_KEY = ("extra_forbidden", "invalid_key")  # a key no field has; a key that is no text
@@ -443,8 +458,12 @@ def _describe(error: dict, path: tuple) -> str:
     if kind == "finite_number":
         return f"must be a finite number, got {show_value(value)}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        words = {"greater_than": "greater than", "greater_than_equal": "at least",
-                 "less_than": "less than", "less_than_equal": "at most"}[kind]
+        words = {
+            "greater_than": "greater than",
+            "greater_than_equal": "at least",
+            "less_than": "less than",
+            "less_than_equal": "at most",
+        }[kind]
         bound = next(iter(ctx.values()))
         if isinstance(bound, float) and bound.is_integer():
             bound = int(bound)  # 0, not 0.0: the bound as a person writes it
@@ -596,12 +615,16 @@ def expand(config: ExperimentConfig, raw: dict, source: str) -> list[RunSpec]:
         point = "__".join(parts)
         name = f"{base_name}__{point}"
         if len(name) > MAX_NAME_LENGTH:
-            raise config_error(f"{source}: sweep: a run would be named {show_value(name)}, {len(name)} characters; "
-                                f"at most {MAX_NAME_LENGTH} (shorten the name or the swept values)")
+            raise config_error(
+                f"{source}: sweep: a run would be named {show_value(name)}, {len(name)} characters; "
+                f"at most {MAX_NAME_LENGTH} (shorten the name or the swept values)"
+            )
         if name in names:
             both = [", ".join(f"{k} {show_value(v)}" for k, v in zip(keys, point)) for point in (names[name], values)]
-            raise config_error(f"{source}: sweep: {both[0]} and {both[1]} both make the run name {show_value(name)}; "
-                                "one would overwrite the other (make the values differ in letters or digits)")
+            raise config_error(
+                f"{source}: sweep: {both[0]} and {both[1]} both make the run name {show_value(name)}; "
+                "one would overwrite the other (make the values differ in letters or digits)"
+            )
         names[name] = values
         data["name"] = name
         point_source = f"{source} [sweep {point}]"

@@ -94,8 +94,9 @@ class WorkerProcessesExecutor(Executor):
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         logger.info(f"running {self.jobs} runs at a time, {threads} TensorFlow thread{'s' * (threads > 1)} each")
         context = get_context("spawn")  # a fresh interpreter per run: TensorFlow's threads are set at start
-        pool = futures.ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_worker_init,
-                                           max_tasks_per_child=1)
+        pool = futures.ProcessPoolExecutor(
+            self.jobs, mp_context=context, initializer=_worker_init, max_tasks_per_child=1
+        )
         try:
             pending = {pool.submit(_worker_run, spec, self.root, self.force, threads): spec for spec in specs}
             yield Started(f"started {min(self.jobs, len(specs))} runs", self.jobs)
@@ -106,8 +107,9 @@ class WorkerProcessesExecutor(Executor):
                     try:
                         outcome, seconds = future.result()
                     except Exception as exc:  # noqa: BLE001 - the worker process died (killed, out of memory)
-                        outcome = failed_outcome(spec.name, results.run_dir(self.root, spec.name),
-                                                 f"worker process died: {exc}")
+                        outcome = failed_outcome(
+                            spec.name, results.run_dir(self.root, spec.name), f"worker process died: {exc}"
+                        )
                         seconds = 0.0
                     yield Finished(outcome, seconds)
         except BaseException:  # Ctrl-C, or the caller stopped early: stop every worker now

@@ -65,9 +65,11 @@ def columns(rows: list[dict]) -> list[str]:
     for row in rows:
         seen.update(dict.fromkeys(row))
     names = list(seen)
-    return [n for n in names if not n.startswith("config.") and n in ("run", "status")] + \
-        [n for n in names if n.startswith("config.")] + \
-        [n for n in names if not n.startswith("config.") and n not in ("run", "status")]
+    return (
+        [n for n in names if not n.startswith("config.") and n in ("run", "status")]
+        + [n for n in names if n.startswith("config.")]
+        + [n for n in names if not n.startswith("config.") and n not in ("run", "status")]
+    )
 
 
 def to_csv(rows: list[dict]) -> str:

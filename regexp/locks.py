@@ -32,8 +32,9 @@ class RunLocked(ResultsError):
 
     def __init__(self, folder: Path, holder: str) -> None:
         self.holder = holder
-        super().__init__(f"{folder}: being trained by another process ({holder}); "
-                         "run it again once that process has ended")
+        super().__init__(
+            f"{folder}: being trained by another process ({holder}); run it again once that process has ended"
+        )
 
 
 def lock_path(root: Path, name: str) -> Path:

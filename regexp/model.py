@@ -113,7 +113,9 @@ def build_model(
 
     layers = keras.layers
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
-    x = layers.Conv2D(m.conv1_filters, 3, activation="relu", name="conv1", dtype=precision, **penalties("conv1"))(inputs)
+    x = layers.Conv2D(m.conv1_filters, 3, activation="relu", name="conv1", dtype=precision, **penalties("conv1"))(
+        inputs
+    )
     x = layers.MaxPooling2D(2, name="pool1", dtype=precision)(x)
     x = Dropout(m.dropout, name="drop1", dtype=precision)(x)
     x = layers.Conv2D(m.conv2_filters, 3, activation="relu", name="conv2", dtype=precision, **penalties("conv2"))(x)

@@ -118,8 +118,9 @@ def _styles(count: int) -> list[dict]:
     """Distinct line styles for `count` curves: 10 colours, then 20, then dashes as well."""
     colors = matplotlib.colormaps["tab10" if count <= 10 else "tab20"].colors
     dashes = ["-", "--", ":", "-."]
-    return [{"color": colors[i % len(colors)], "linestyle": dashes[(i // len(colors)) % len(dashes)]}
-            for i in range(count)]
+    return [
+        {"color": colors[i % len(colors)], "linestyle": dashes[(i // len(colors)) % len(dashes)]} for i in range(count)
+    ]
 
 
 def compare_curves(groups: dict[str, list[list[dict]]], key: str, ylabel: str, path: Path) -> Path:
@@ -127,9 +128,10 @@ def compare_curves(groups: dict[str, list[list[dict]]], key: str, ylabel: str, p
     labels = [f"{label}" + (f" (n={len(h)})" if len(h) > 1 else "") for label, h in groups.items()]
     plot_inches, legend_inches = 7.5, 0.6 + 0.062 * max([len(label) for label in labels] + [4])  # 8 pt text
     width = plot_inches + legend_inches
-    fig, ax = _figure((width, 5), margins={"left": 0.7 / width, "right": (plot_inches - 0.15) / width,
-                                           "top": 0.92, "bottom": 0.1})
-    for (label, histories), text, style in zip(groups.items(), labels, _styles(len(groups))):
+    fig, ax = _figure(
+        (width, 5), margins={"left": 0.7 / width, "right": (plot_inches - 0.15) / width, "top": 0.92, "bottom": 0.1}
+    )
+    for histories, text, style in zip(groups.values(), labels, _styles(len(groups))):
         epochs, mean, low, high = _mean_band(histories, key)
         if not epochs:
             continue
@@ -155,8 +157,15 @@ def compare_test_accuracy(rows: list[dict], path: Path) -> Path:
     errors = [r["test_accuracy_std"] or 0.0 for r in rows][::-1]
     height, width = 1.2 + 0.4 * max(1, len(rows)), 9.0
     label_inches = 0.3 + 0.065 * max([len(label) for label in labels] + [4])  # 8 pt text
-    fig, ax = _figure((width, height), margins={"left": min(0.6, label_inches / width), "right": 0.97,
-                                                "top": 1 - 0.5 / height, "bottom": 0.7 / height})
+    fig, ax = _figure(
+        (width, height),
+        margins={
+            "left": min(0.6, label_inches / width),
+            "right": 0.97,
+            "top": 1 - 0.5 / height,
+            "bottom": 0.7 / height,
+        },
+    )
     bars = ax.barh(range(len(rows)), means, xerr=errors, capsize=3, color="tab:blue", alpha=0.8)
     for bar, mean, error in zip(bars, means, errors):
         ax.text(mean + error + 0.01, bar.get_y() + bar.get_height() / 2, f"{mean:.4f}", va="center", fontsize=8)
@@ -187,8 +196,9 @@ def plot_lambda_grid(base: str, series: dict[str, list[tuple[float, dict]]], pat
     """Test accuracy and weight sparsity against lambda on a log axis, mean ± std over seeds."""
     import statistics
 
-    fig, (acc_ax, sparse_ax) = _figure((11, 4.5), ncols=2, margins={"left": 0.07, "right": 0.98, "top": 0.88,
-                                                                      "bottom": 0.12, "wspace": 0.25})
+    fig, (acc_ax, sparse_ax) = _figure(
+        (11, 4.5), ncols=2, margins={"left": 0.07, "right": 0.98, "top": 0.88, "bottom": 0.12, "wspace": 0.25}
+    )
     for label, points in sorted(series.items()):
         by_lambda: dict[float, list[dict]] = {}
         for lam, m in points:

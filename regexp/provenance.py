@@ -30,8 +30,9 @@ def regexp_version() -> str:
 
 def _git(folder: Path, *args: str) -> str | None:
     try:
-        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -125,8 +126,12 @@ def data_source(data) -> dict:
         return {"files": None, "made_by": f"scikit-learn {sklearn.__version__} load_digits"}
     if data.dataset == "synthetic":
         return {"files": None, "made_by": f"regexp {regexp_version()} regexp.data.synthetic"}
-    return {"files": [{"path": str(path.resolve()), "size": path.stat().st_size, "sha256": file_sha256(path)}
-                      for path in source_files(data)]}
+    return {
+        "files": [
+            {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": file_sha256(path)}
+            for path in source_files(data)
+        ]
+    }
 
 
 def collect(data) -> dict:

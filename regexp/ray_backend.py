@@ -108,8 +108,14 @@ def run_task(spec: RunSpec, cpus: int, gpus: float, shared_root: str | None, for
             outcome, files = run_in_private_root(spec, cpus)
         else:
             outcome, files = run_guarded(spec, Path(shared_root), force, 0, cpus), {}
-    return WorkerResult(outcome, files, lines, time.perf_counter() - started,
-                        f"{socket.gethostname()} pid {os.getpid()}", gpus_without_memory_growth())
+    return WorkerResult(
+        outcome,
+        files,
+        lines,
+        time.perf_counter() - started,
+        f"{socket.gethostname()} pid {os.getpid()}",
+        gpus_without_memory_growth(),
+    )
 
 
 def run_in_private_root(spec: RunSpec, cpus: int) -> tuple[RunOutcome, dict[str, bytes]]:
@@ -130,8 +136,11 @@ def folder_files(folder: Path) -> dict[str, bytes]:
     """Every file under `folder` by its path relative to it (POSIX form); {} if there is no folder."""
     if not folder.is_dir():
         return {}
-    return {path.relative_to(folder).as_posix(): path.read_bytes()
-            for path in sorted(folder.rglob("*")) if path.is_file() and not path.name.endswith(".tmp")}
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not path.name.endswith(".tmp")
+    }
 
 
 def gpus_without_memory_growth() -> list[str]:
@@ -140,7 +149,9 @@ def gpus_without_memory_growth() -> list[str]:
         return []
     import tensorflow as tf
 
-    return [gpu.name for gpu in tf.config.list_physical_devices("GPU") if not tf.config.experimental.get_memory_growth(gpu)]
+    return [
+        gpu.name for gpu in tf.config.list_physical_devices("GPU") if not tf.config.experimental.get_memory_growth(gpu)
+    ]
 
 
 # --------------------------------------------------------------------------- the driver side
@@ -211,8 +222,11 @@ def store_result(root: Path, spec: RunSpec, result: WorkerResult) -> RunOutcome:
     outcome = replace(result.outcome, folder=final)
     if not result.files:
         if outcome.metrics is not None and results.read_metrics(final) is None:
-            return failed_outcome(spec.name, final, f"the worker wrote {spec.name} where this machine cannot see it: "
-                                                    f"is {root} shared with every node?")
+            return failed_outcome(
+                spec.name,
+                final,
+                f"the worker wrote {spec.name} where this machine cannot see it: is {root} shared with every node?",
+            )
         return outcome
     if outcome.status == FAILED and results.completed_hash(final) is not None:
         return outcome  # a failed rerun (--force) keeps the completed run, as run_experiment does
@@ -251,8 +265,16 @@ class RayExecutor(Executor):
     workers write into it directly.
     """
 
-    def __init__(self, root: Path, force: bool, *, address: str | None, cpus_per_run: int,
-                 gpus_per_run: float | None, shared_results: bool) -> None:
+    def __init__(
+        self,
+        root: Path,
+        force: bool,
+        *,
+        address: str | None,
+        cpus_per_run: int,
+        gpus_per_run: float | None,
+        shared_results: bool,
+    ) -> None:
         self.root, self.force, self.address = root, force, address
         self.cpus_per_run, self.gpus_per_run, self.shared_results = cpus_per_run, gpus_per_run, shared_results
         self.keeps_checkpoints = shared_results  # else they were on the workers
@@ -266,9 +288,13 @@ class RayExecutor(Executor):
         held: dict[str, RunLock] = {}  # without a shared root, the driver holds the lock of each run it submitted
         try:
             reservation = plan_reservation(ray.nodes(), self.cpus_per_run, self.gpus_per_run)
-            where = f"writing into the shared {self.root.resolve()}" if self.shared_results else "results come back here"
-            logger.info(f"running on the Ray cluster at {ray.get_runtime_context().gcs_address}: "
-                        f"{reservation.describe()}; {where}")
+            where = (
+                f"writing into the shared {self.root.resolve()}" if self.shared_results else "results come back here"
+            )
+            logger.info(
+                f"running on the Ray cluster at {ray.get_runtime_context().gcs_address}: "
+                f"{reservation.describe()}; {where}"
+            )
             shared_root = str(self.root.resolve()) if self.shared_results else None
             task = ray.remote(max_calls=1)(run_task)  # a fresh worker process per run, as locally
             not_submitted: list[RunOutcome] = []
@@ -278,12 +304,18 @@ class RayExecutor(Executor):
                     if outcome is not None:
                         not_submitted.append(outcome)
                         continue
-                options = task.options(name=f"regexp:{spec.name}", num_cpus=reservation.cpus,
-                                       num_gpus=reservation.gpus, max_retries=MAX_RETRIES, retry_exceptions=False)
+                options = task.options(
+                    name=f"regexp:{spec.name}",
+                    num_cpus=reservation.cpus,
+                    num_gpus=reservation.gpus,
+                    max_retries=MAX_RETRIES,
+                    retry_exceptions=False,
+                )
                 pending[options.remote(spec, reservation.cpus, reservation.gpus, shared_root, self.force)] = spec
             if pending:
-                yield Started(f"submitted {len(pending)} run{'s' * (len(pending) > 1)}",
-                              min(reservation.at_once, len(pending)))
+                yield Started(
+                    f"submitted {len(pending)} run{'s' * (len(pending) > 1)}", min(reservation.at_once, len(pending))
+                )
             for outcome in not_submitted:
                 yield Finished(outcome, 0.0)
             while pending:
@@ -339,6 +371,7 @@ def collect(ray, ref, spec: RunSpec, root: Path) -> tuple[RunOutcome, str, float
     for line in result.log_lines:
         logger.info(line)
     if result.gpus_without_memory_growth:
-        logger.warning(f"{spec.name}: warning: GPU memory growth was not on for "
-                       f"{', '.join(result.gpus_without_memory_growth)}")
+        logger.warning(
+            f"{spec.name}: warning: GPU memory growth was not on for {', '.join(result.gpus_without_memory_growth)}"
+        )
     return store_result(root, spec, result), f" on {result.worker}", result.seconds

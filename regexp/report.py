@@ -30,8 +30,10 @@ from regexp.summary import group_runs
 
 WEIGHTS = "model.weights.h5"
 NOT_RECORDED = "not recorded by this run"
-QUESTION = ("Does a penalty help this CNN, by how much, how sure can we be, and why? Each config's test accuracy "
-            "is compared with the baseline's over its seeds.")
+QUESTION = (
+    "Does a penalty help this CNN, by how much, how sure can we be, and why? Each config's test accuracy "
+    "is compared with the baseline's over its seeds."
+)
 
 
 @dataclass
@@ -75,7 +77,7 @@ def read_kernels(path: Path) -> dict[str, np.ndarray]:
 def magnitude_counts(weights: np.ndarray) -> list[int]:
     """Counts of |w| in report_figures' log10 bins; below the range (and zeros) in the first bin."""
     low, high = report_figures.LOG10_WEIGHT_RANGE
-    logs = np.log10(np.maximum(np.abs(weights.ravel()), 10 ** low))
+    logs = np.log10(np.maximum(np.abs(weights.ravel()), 10**low))
     counts, _ = np.histogram(np.clip(logs, low, high), bins=report_figures.WEIGHT_BINS, range=(low, high))
     return counts.tolist()
 
@@ -157,12 +159,15 @@ def _comparison_sentence(row: stats.ConfigStats, base: stats.ConfigStats) -> str
         return f"{row.config} ({_regularized(row)}): {shown}{row.verdict.removeprefix('not tested: ')}."
     runs = f" over {row.n} seeds" if c.test == stats.PAIRED else f", n = {row.n} vs {base.n} runs"
     holm = _p(row.p_holm) if row.p_holm < 0.001 else f"= {_p(row.p_holm)}"
-    return (f"{row.config} ({_regularized(row)}): {_pts(c.diff_mean)} points of test accuracy "
-            f"(95 % CI {_pts(c.ci_low)} to {_pts(c.ci_high)}; {c.test}{runs}, Holm p {holm}).")
+    return (
+        f"{row.config} ({_regularized(row)}): {_pts(c.diff_mean)} points of test accuracy "
+        f"(95 % CI {_pts(c.ci_low)} to {_pts(c.ci_high)}; {c.test}{runs}, Holm p {holm})."
+    )
 
 
-def answer_parts(rows: list[stats.ConfigStats], baseline: str | None,
-                 how: str) -> tuple[str, list[tuple[stats.ConfigStats, str]], list[str]]:
+def answer_parts(
+    rows: list[stats.ConfigStats], baseline: str | None, how: str
+) -> tuple[str, list[tuple[stats.ConfigStats, str]], list[str]]:
     """The plain-language answer: (headline, [(config, its sentence)], notes)."""
     if not rows:
         return "No run here could be read: nothing to compare (the damaged folders are listed).", [], []
@@ -171,37 +176,53 @@ def answer_parts(rows: list[stats.ConfigStats], baseline: str | None,
         notes = []
         if ranked:
             best = max(ranked, key=lambda r: r.accuracy_mean)
-            notes.append(f"Highest mean test accuracy: {best.config} ({_regularized(best)}), "
-                         f"{_num(best.accuracy_mean)}{_interval(best.accuracy_ci)} over n = {best.n}.")
-        return ((f"No comparison was made: there is no baseline ({how}). The table gives each config's mean test "
-                "accuracy with its 95 % interval."), [], notes)
+            notes.append(
+                f"Highest mean test accuracy: {best.config} ({_regularized(best)}), "
+                f"{_num(best.accuracy_mean)}{_interval(best.accuracy_ci)} over n = {best.n}."
+            )
+        return (
+            (
+                f"No comparison was made: there is no baseline ({how}). The table gives each config's mean test "
+                "accuracy with its 95 % interval."
+            ),
+            [],
+            notes,
+        )
     base = next(r for r in rows if r.config == baseline)
     others = sorted((r for r in rows if r.config != baseline), key=_verdict_order)
     if base.n == 0:
         return f"The baseline {baseline} has no completed run: nothing can be compared.", [], []
-    base_text = (f"{baseline} ({_regularized(base)}: {_num(base.accuracy_mean)}{_interval(base.accuracy_ci)}, "
-                 f"n = {base.n})")
+    base_text = (
+        f"{baseline} ({_regularized(base)}: {_num(base.accuracy_mean)}{_interval(base.accuracy_ci)}, n = {base.n})"
+    )
     if not others:
         return f"Only the baseline {base_text} is here: nothing to compare.", [], []
     tested = [r for r in others if r.p_holm is not None]
     better = [r for r in others if r.verdict == stats.BETTER]
     worse = [r for r in others if r.verdict == stats.WORSE]
     if better:
-        headline = (f"{len(better)} of {len(others)} configs beat {base_text}: "
-                    + ", ".join(f"{r.config} by {_pts(r.comparison.diff_mean)} points" for r in better) + ".")
+        headline = (
+            f"{len(better)} of {len(others)} configs beat {base_text}: "
+            + ", ".join(f"{r.config} by {_pts(r.comparison.diff_mean)} points" for r in better)
+            + "."
+        )
     else:
         headline = f"No config detectably beats {base_text}."
     if worse:
         headline += f" {len(worse)} {'is' if len(worse) == 1 else 'are'} detectably worse."
     if tested:
-        headline += (f" Verdicts at α = {stats.ALPHA} after Holm's correction over {len(tested)} "
-                     f"comparison{'s' if len(tested) != 1 else ''}.")
+        headline += (
+            f" Verdicts at α = {stats.ALPHA} after Holm's correction over {len(tested)} "
+            f"comparison{'s' if len(tested) != 1 else ''}."
+        )
     else:
         headline += " No comparison could be tested (see each config)."
     notes = []
     if any(r.verdict == stats.NO_DIFFERENCE for r in others):
-        notes.append("“No detectable difference” means these runs cannot tell the two apart, not that they are "
-                     "equal: the interval shows which differences remain plausible.")
+        notes.append(
+            "“No detectable difference” means these runs cannot tell the two apart, not that they are "
+            "equal: the interval shows which differences remain plausible."
+        )
     return headline, [(r, _comparison_sentence(r, base)) for r in others], notes
 
 
@@ -277,8 +298,9 @@ class _Material:
     sparsity: dict[str, dict[str, float]]
 
 
-def build_report(root: Path, runs: list[SavedRun], skipped: list[str], baseline: str | None = None,
-                 figures: bool = True) -> Report:
+def build_report(
+    root: Path, runs: list[SavedRun], skipped: list[str], baseline: str | None = None, figures: bool = True
+) -> Report:
     """The report of these runs: statistics, answer, stats.csv, report.md and report.html
     (with figures unless `figures` is False). An unknown `baseline` is a RegexpError."""
     metrics = [run.metrics for run in runs]
@@ -286,8 +308,19 @@ def build_report(root: Path, runs: list[SavedRun], skipped: list[str], baseline:
     groups = group_runs(metrics)
     label_of = {id(m): label for label, members in groups.items() for m in members}
     histograms, weight_notes = _weight_histograms(runs, label_of)
-    material = _Material(root, runs, skipped, rows, chosen, how, answer(rows, chosen, how), label_of, weight_notes,
-                         {}, _sparsity(runs, label_of))
+    material = _Material(
+        root,
+        runs,
+        skipped,
+        rows,
+        chosen,
+        how,
+        answer(rows, chosen, how),
+        label_of,
+        weight_notes,
+        {},
+        _sparsity(runs, label_of),
+    )
     if figures:
         material.figures = _figures(material, groups, histograms)
     report = Report(rows, chosen, how, material.answer, skipped)
@@ -306,49 +339,72 @@ def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dic
     def add(key: str, fig, caption: str, missing: str) -> None:
         out[key] = (report_figures.png_data_uri(fig), caption) if fig is not None else (None, missing)
 
-    add("forest", report_figures.forest_plot(rows, baseline) if baseline else None,
+    add(
+        "forest",
+        report_figures.forest_plot(rows, baseline) if baseline else None,
         "Each config's test accuracy minus the baseline's, in percentage points: dot the mean difference, bar its "
         "95 % confidence interval (paired or Welch t, as in the table). A bar that crosses zero is compatible with "
         "no difference; colours follow the verdict after Holm's correction (green better, red worse, grey no "
         "detectable difference, hollow ochre not tested).",
-        "No forest plot: " + ("there is no baseline to compare with." if baseline is None else
-                              "there is no other config to compare."))
+        "No forest plot: "
+        + ("there is no baseline to compare with." if baseline is None else "there is no other config to compare."),
+    )
     grids = _lambda_grids([run.metrics for run in runs])
     base_values = []
     if baseline:
-        base_values = [m["test_accuracy"] for m in groups[baseline]
-                       if m.get("status") == "completed" and m.get("test_accuracy") is not None]
-    add("lambda", report_figures.lambda_curves(grids, (baseline, base_values) if baseline else None),
+        base_values = [
+            m["test_accuracy"]
+            for m in groups[baseline]
+            if m.get("status") == "completed" and m.get("test_accuracy") is not None
+        ]
+    add(
+        "lambda",
+        report_figures.lambda_curves(grids, (baseline, base_values) if baseline else None),
         "Test accuracy against the penalty strength λ for each λ grid: line the mean over seeds, band its 95 % "
         "t interval (none where a point has one run); grey dashed line and band: the baseline's mean and interval.",
         "No λ curves: no config here is a grid over regularizer.lambda (e.g. sweep: {regularizer.lambda: "
-        "[0.001, 0.01, 0.1]}).")
+        "[0.001, 0.01, 0.1]}).",
+    )
     ordered = {label: histograms[label] for label in config_order if label in histograms}
-    threshold = next((r.metrics["sparsity"].get("threshold") for r in runs
-                      if isinstance(r.metrics.get("sparsity"), dict)), None)
+    threshold = next(
+        (r.metrics["sparsity"].get("threshold") for r in runs if isinstance(r.metrics.get("sparsity"), dict)), None
+    )
     without = sorted(n for n, note in material.weight_notes.items() if note != "saved" and not note.startswith("saved"))
-    add("weights", report_figures.weight_histograms(ordered, LAYER_NAMES, threshold, colors),
+    add(
+        "weights",
+        report_figures.weight_histograms(ordered, LAYER_NAMES, threshold, colors),
         "Distribution of the final kernel weights' magnitudes per layer (log scale), each config's seeds pooled: "
         "L1 pushes weights towards zero (mass to the left of the dotted near-zero threshold), L2 shrinks them "
         "without zeroing them." + (f" Weights not recorded by: {', '.join(without)}." if without else ""),
-        f"No weight histograms: the final weights ({WEIGHTS}) were not recorded by these runs.")
+        f"No weight histograms: the final weights ({WEIGHTS}) were not recorded by these runs.",
+    )
     activations = _activations(runs, label_of)
-    no_activations = sorted(_name(r) for r in runs if _completed(r) and not isinstance(r.metrics.get("activations"),
-                                                                                        dict))
-    add("activations", report_figures.activation_bars(
-        {label: activations[label] for label in config_order if label in activations}, LAYER_NAMES, colors),
+    no_activations = sorted(
+        _name(r) for r in runs if _completed(r) and not isinstance(r.metrics.get("activations"), dict)
+    )
+    add(
+        "activations",
+        report_figures.activation_bars(
+            {label: activations[label] for label in config_order if label in activations}, LAYER_NAMES, colors
+        ),
         "Mean |activation| and the fraction of exactly-zero activations of each layer on the test set: an activity "
         "penalty shrinks the activations themselves; zeros after ReLU are units switched off. dense2's outputs are the "
         "softmax probabilities (their mean is 1 / classes whatever the penalty)."
         + (f" Activations not recorded by: {', '.join(no_activations)}." if no_activations else ""),
-        "No activation figure: activation statistics (metrics.json `activations`) were not recorded by these runs.")
-    histories = {label: [r.history for r in runs if _completed(r) and label_of[id(r.metrics)] == label and r.history]
-                 for label in config_order}
-    add("gap", report_figures.generalization_gap({k: v for k, v in histories.items() if v}, colors),
+        "No activation figure: activation statistics (metrics.json `activations`) were not recorded by these runs.",
+    )
+    histories = {
+        label: [r.history for r in runs if _completed(r) and label_of[id(r.metrics)] == label and r.history]
+        for label in config_order
+    }
+    add(
+        "gap",
+        report_figures.generalization_gap({k: v for k, v in histories.items() if v}, colors),
         "Training minus validation accuracy per epoch (history.csv). Training accuracy is the running mean over an "
         "epoch with dropout on, so early epochs can show a negative gap. A gap that grows with the epochs is "
         "overfitting; a penalty that regularizes keeps it smaller.",
-        "No generalization-gap figure: no completed run has a history.csv.")
+        "No generalization-gap figure: no completed run has a history.csv.",
+    )
     return out
 
 
@@ -358,21 +414,28 @@ def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dic
 def _data_lines(material: _Material) -> list[str]:
     runs = material.runs
     statuses = collections.Counter(run.metrics.get("status", "unknown") for run in runs)
-    descriptions = collections.Counter((run.metrics.get("data") or {}).get("description") or "not recorded"
-                                       for run in runs)
+    descriptions = collections.Counter(
+        (run.metrics.get("data") or {}).get("description") or "not recorded" for run in runs
+    )
     epochs = sorted({run.metrics.get("epochs_planned") for run in runs if run.metrics.get("epochs_planned")})
     seeds = sorted({run.metrics.get("seed") for run in runs if run.metrics.get("seed") is not None})
     split = next(((run.metrics.get("data") or {}) for run in runs if run.metrics.get("data")), {})
     lines = [
         f"Results root: {material.root}",
-        (f"Runs: {len(runs)} ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}) in {len(material.rows)} "
-        f"configs; seeds {', '.join(map(str, seeds)) or 'not recorded'}; "
-        f"epochs {', '.join(map(str, epochs)) or 'not recorded'}."),
-        "Data: " + "; ".join(f"{d} ({n} runs)" for d, n in descriptions.items())
-        + (f"; {split['train']} training / {split['validation']} validation / {split['test']} test samples"
-           if {"train", "validation", "test"} <= set(split) else "") + ".",
-        (f"Baseline: {material.baseline} ({material.how})." if material.baseline else
-         f"No baseline: {material.how}."),
+        (
+            f"Runs: {len(runs)} ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}) in {len(material.rows)} "
+            f"configs; seeds {', '.join(map(str, seeds)) or 'not recorded'}; "
+            f"epochs {', '.join(map(str, epochs)) or 'not recorded'}."
+        ),
+        "Data: "
+        + "; ".join(f"{d} ({n} runs)" for d, n in descriptions.items())
+        + (
+            f"; {split['train']} training / {split['validation']} validation / {split['test']} test samples"
+            if {"train", "validation", "test"} <= set(split)
+            else ""
+        )
+        + ".",
+        (f"Baseline: {material.baseline} ({material.how})." if material.baseline else f"No baseline: {material.how}."),
     ]
     if len(descriptions) > 1:
         lines.append("Warning: these runs use different data; accuracies from different data are not comparable.")
@@ -386,8 +449,19 @@ def _n_text(row: stats.ConfigStats) -> str:
 
 
 def _table(material: _Material) -> tuple[list[str], list[list[str]]]:
-    header = ["config", "regularizer", "n", "test accuracy [95 % CI]", "test loss", "Δ accuracy, points [95 % CI]",
-              "test", "p", "p (Holm)", "effect size", "verdict"]
+    header = [
+        "config",
+        "regularizer",
+        "n",
+        "test accuracy [95 % CI]",
+        "test loss",
+        "Δ accuracy, points [95 % CI]",
+        "test",
+        "p",
+        "p (Holm)",
+        "effect size",
+        "verdict",
+    ]
     body = []
     for r in material.rows:
         c = r.comparison
@@ -397,32 +471,64 @@ def _table(material: _Material) -> tuple[list[str], list[list[str]]]:
         diff = ""
         if c and c.diff_mean is not None:
             diff = _pts(c.diff_mean) + (f" [{_pts(c.ci_low)}, {_pts(c.ci_high)}]" if c.ci_low is not None else "")
-        accuracy = _num(r.accuracy_mean) + (_interval(r.accuracy_ci) if r.accuracy_ci else
-                                             (" (n = 1: no interval)" if r.n == 1 else ""))
-        body.append([r.config, r.regularizer, _n_text(r), accuracy, _num(r.loss_mean), diff,
-                     (c.test if c and c.test else ""), _p(c.p_value) if c and c.p_value is not None else "",
-                     _p(r.p_holm) if r.p_holm is not None else "", effect, r.verdict])
+        accuracy = _num(r.accuracy_mean) + (
+            _interval(r.accuracy_ci) if r.accuracy_ci else (" (n = 1: no interval)" if r.n == 1 else "")
+        )
+        body.append(
+            [
+                r.config,
+                r.regularizer,
+                _n_text(r),
+                accuracy,
+                _num(r.loss_mean),
+                diff,
+                (c.test if c and c.test else ""),
+                _p(c.p_value) if c and c.p_value is not None else "",
+                _p(r.p_holm) if r.p_holm is not None else "",
+                effect,
+                r.verdict,
+            ]
+        )
     return header, body
 
 
 def _run_table(material: _Material) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "config", "seed", "status", "test accuracy", "test loss", "test accuracy at best epoch",
-              "epochs", "precision", "wall time", "finished", "weights"]
+    header = [
+        "run",
+        "config",
+        "seed",
+        "status",
+        "test accuracy",
+        "test loss",
+        "test accuracy at best epoch",
+        "epochs",
+        "precision",
+        "wall time",
+        "finished",
+        "weights",
+    ]
     body = []
     for run in sorted(material.runs, key=_name):
         m = run.metrics
         best = m.get("best_epoch_test_accuracy")
         epochs = f"{m.get('epochs_run', '–')}/{m.get('epochs_planned', '–')}"
         status = m.get("status", "unknown") + (f": {m['error']}" if m.get("error") else "")
-        body.append([
-            _name(run), material.label_of.get(id(m), "?"), str(m.get("seed", "–")), status,
-            _num(m.get("test_accuracy")), _num(m.get("test_loss")),
-            _num(best) if best is not None else "not recorded" if _completed(run) else "–",
-            epochs, (m.get("training_path") or {}).get("precision", "not recorded"),
-            f"{m['wall_time_s']:.1f} s" if isinstance(m.get("wall_time_s"), (int, float)) else "–",
-            str(m.get("finished_at", "–")).replace("T", " ").replace("+00:00", " UTC"),
-            material.weight_notes.get(_name(run), "–").replace(NOT_RECORDED, "not recorded"),
-        ])
+        body.append(
+            [
+                _name(run),
+                material.label_of.get(id(m), "?"),
+                str(m.get("seed", "–")),
+                status,
+                _num(m.get("test_accuracy")),
+                _num(m.get("test_loss")),
+                _num(best) if best is not None else "not recorded" if _completed(run) else "–",
+                epochs,
+                (m.get("training_path") or {}).get("precision", "not recorded"),
+                f"{m['wall_time_s']:.1f} s" if isinstance(m.get("wall_time_s"), (int, float)) else "–",
+                str(m.get("finished_at", "–")).replace("T", " ").replace("+00:00", " UTC"),
+                material.weight_notes.get(_name(run), "–").replace(NOT_RECORDED, "not recorded"),
+            ]
+        )
     return header, body
 
 
@@ -435,32 +541,46 @@ def _runs_note(body: list[list[str]]) -> str:
 def _versions(material: _Material) -> list[str]:
     counts = collections.Counter(
         ", ".join(f"{k} {v}" for k, v in (run.metrics.get("versions") or {}).items()) or NOT_RECORDED
-        for run in material.runs)
+        for run in material.runs
+    )
     return [f"{text}: {n} run{'s' if n != 1 else ''}" for text, n in counts.most_common()]
 
 
 def _sparsity_table(material: _Material) -> tuple[list[str], list[list[str]]]:
     header = ["config", *LAYER_NAMES, "overall"]
-    body = [[r.config, *(f"{material.sparsity[r.config][k]:.1%}" if k in material.sparsity[r.config] else "–"
-                         for k in (*LAYER_NAMES, "overall"))]
-            for r in material.rows if r.config in material.sparsity]
+    body = [
+        [
+            r.config,
+            *(
+                f"{material.sparsity[r.config][k]:.1%}" if k in material.sparsity[r.config] else "–"
+                for k in (*LAYER_NAMES, "overall")
+            ),
+        ]
+        for r in material.rows
+        if r.config in material.sparsity
+    ]
     return header, body
 
 
 METHOD = [
-    ("A config is one configuration with its seeds together (the summary's grouping); only completed runs count "
-    "(n)."),
+    ("A config is one configuration with its seeds together (the summary's grouping); only completed runs count (n)."),
     "Interval of a config's mean test accuracy: Student t with n − 1 degrees of freedom, 95 %; none for n = 1.",
-    ("Difference from the baseline (config − baseline, test accuracy): when both configs ran the same set of seeds, "
-    "a paired t-test on the per-seed differences (the same seed gives the same initialisation and data order), "
-    "effect size dz = mean / SD of the differences; otherwise Welch's t-test with Welch–Satterthwaite degrees of "
-    "freedom, effect size Cohen's d = difference of means / pooled SD."),
-    (f"The p-values of all comparisons made are corrected together with Holm's step-down method; verdict "
-    f"“better” or “worse” when the corrected p < {stats.ALPHA}, else “no detectable difference”. Not tested: a "
-    "side with fewer than 2 runs, or no spread at all (every difference equal), or no baseline."),
-    ("stats.csv: one row per config; `baseline` holds the baseline config's name on every row (empty when there is "
-    "none); the baseline's own row has empty difference cells; `test` is “paired t-test” or “Welch t-test”; "
-    "`effect_size` is dz (paired) or Cohen's d (Welch)."),
+    (
+        "Difference from the baseline (config − baseline, test accuracy): when both configs ran the same set of seeds, "
+        "a paired t-test on the per-seed differences (the same seed gives the same initialisation and data order), "
+        "effect size dz = mean / SD of the differences; otherwise Welch's t-test with Welch–Satterthwaite degrees of "
+        "freedom, effect size Cohen's d = difference of means / pooled SD."
+    ),
+    (
+        f"The p-values of all comparisons made are corrected together with Holm's step-down method; verdict "
+        f"“better” or “worse” when the corrected p < {stats.ALPHA}, else “no detectable difference”. Not tested: a "
+        "side with fewer than 2 runs, or no spread at all (every difference equal), or no baseline."
+    ),
+    (
+        "stats.csv: one row per config; `baseline` holds the baseline config's name on every row (empty when there is "
+        "none); the baseline's own row has empty difference cells; `test` is “paired t-test” or “Welch t-test”; "
+        "`effect_size` is dz (paired) or Cohen's d (Welch)."
+    ),
 ]
 
 
@@ -472,7 +592,8 @@ def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
         return text.replace("|", "\\|").replace("\n", " ")
 
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
-        "| " + " | ".join(cell(c) for c in row) + " |" for row in body]
+        "| " + " | ".join(cell(c) for c in row) + " |" for row in body
+    ]
 
 
 def to_markdown(material: _Material) -> str:
@@ -488,8 +609,11 @@ def to_markdown(material: _Material) -> str:
     if material.skipped:
         lines += ["", "## Skipped (damaged) run folders", ""] + [f"- {line}" for line in material.skipped]
     lines += ["", "## Method", ""] + [f"- {line}" for line in METHOD]
-    lines += ["", ("The figures (forest plot, λ curves, weights, activations, generalization gap) are in "
-              "report.html."), ""]
+    lines += [
+        "",
+        ("The figures (forest plot, λ curves, weights, activations, generalization gap) are in report.html."),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -520,18 +644,23 @@ figcaption, .missing, .note { color: #57606a; font-size: 0.9em; }
 def _verdict_class(verdict: str) -> str:
     if verdict.startswith("not tested"):
         return "nottested"
-    return {stats.BETTER: "better", stats.WORSE: "worse", stats.NO_DIFFERENCE: "nodiff",
-            stats.BASELINE: "baseline"}.get(verdict, "")
+    return {
+        stats.BETTER: "better",
+        stats.WORSE: "worse",
+        stats.NO_DIFFERENCE: "nodiff",
+        stats.BASELINE: "baseline",
+    }.get(verdict, "")
 
 
-def _html_table(header: list[str], body: list[list[str]], numeric: set[int] = frozenset(),
-                verdict_column: int | None = None) -> str:
+def _html_table(
+    header: list[str], body: list[list[str]], numeric: set[int] = frozenset(), verdict_column: int | None = None
+) -> str:
     out = ["<table>", "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
     for row in body:
         cells = []
         for i, text in enumerate(row):
             cls = "num" if i in numeric else (_verdict_class(text) if i == verdict_column else "")
-            cells.append(f"<td class=\"{cls}\">{html.escape(text)}</td>" if cls else f"<td>{html.escape(text)}</td>")
+            cells.append(f'<td class="{cls}">{html.escape(text)}</td>' if cls else f"<td>{html.escape(text)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     return "\n".join(out + ["</table>"])
 
@@ -540,17 +669,25 @@ def _html_figure(material: _Material, key: str, alt: str) -> str:
     uri, text = material.figures.get(key, (None, "Figures were not drawn."))
     if uri is None:
         return f'<p class="missing">{html.escape(text)}</p>'
-    return (f'<figure id="fig-{key}"><img src="{uri}" alt="{html.escape(alt)}">'
-            f"<figcaption>{html.escape(text)}</figcaption></figure>")
+    return (
+        f'<figure id="fig-{key}"><img src="{uri}" alt="{html.escape(alt)}">'
+        f"<figcaption>{html.escape(text)}</figcaption></figure>"
+    )
 
 
 def _answer_html(material: _Material) -> str:
     headline, items, notes = answer_parts(material.rows, material.baseline, material.how)
-    lines = [f'<li><span class="{_verdict_class(row.verdict)}">{html.escape(_short_verdict(row.verdict))}</span> '
-             f"{html.escape(sentence)}</li>" for row, sentence in items]
+    lines = [
+        f'<li><span class="{_verdict_class(row.verdict)}">{html.escape(_short_verdict(row.verdict))}</span> '
+        f"{html.escape(sentence)}</li>"
+        for row, sentence in items
+    ]
     lines += [f'<li class="note">{html.escape(note)}</li>' for note in notes]
-    return (f'<div class="answer" id="answer"><p class="headline">{html.escape(headline)}</p>'
-            + (f"<ul>{''.join(lines)}</ul>" if lines else "") + "</div>")
+    return (
+        f'<div class="answer" id="answer"><p class="headline">{html.escape(headline)}</p>'
+        + (f"<ul>{''.join(lines)}</ul>" if lines else "")
+        + "</div>"
+    )
 
 
 def to_html(material: _Material) -> str:
@@ -559,39 +696,60 @@ def to_html(material: _Material) -> str:
     table_header, table_body = _table(material)
     runs_header, runs_body = _run_table(material)
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>Regularization study: report</title>", f"<style>{CSS}</style></head><body>",
+        "<title>Regularization study: report</title>",
+        f"<style>{CSS}</style></head><body>",
         "<h1>Regularization study: report</h1>",
         f'<p class="question">{html.escape(QUESTION)}</p>',
         f'<p class="note">Written by regexp report on {when} from {html.escape(str(material.root))}.</p>',
-        "<h2>The answer</h2>", _answer_html(material),
+        "<h2>The answer</h2>",
+        _answer_html(material),
         '<h2 id="data">The question and the data</h2><ul>'
-        + "".join(f"<li>{html.escape(line)}</li>" for line in _data_lines(material)) + "</ul>",
+        + "".join(f"<li>{html.escape(line)}</li>" for line in _data_lines(material))
+        + "</ul>",
         '<h2 id="table">Results by config</h2>',
         _html_table(table_header, table_body, numeric={2, 3, 4, 5, 7, 8, 9}, verdict_column=10),
-        ('<p class="note">Δ: config minus baseline, in percentage points of test accuracy. Verdicts at α = '
-        f'{stats.ALPHA} on the Holm-corrected p-value.</p>'),
-        '<h2 id="forest">Difference from the baseline</h2>', _html_figure(material, "forest", "forest plot"),
-        '<h2 id="lambda">Test accuracy against λ</h2>', _html_figure(material, "lambda", "lambda curves"),
+        (
+            '<p class="note">Δ: config minus baseline, in percentage points of test accuracy. Verdicts at α = '
+            f"{stats.ALPHA} on the Holm-corrected p-value.</p>"
+        ),
+        '<h2 id="forest">Difference from the baseline</h2>',
+        _html_figure(material, "forest", "forest plot"),
+        '<h2 id="lambda">Test accuracy against λ</h2>',
+        _html_figure(material, "lambda", "lambda curves"),
         '<h2 id="mechanism">Why: what the penalty did to the network</h2>',
-        "<h3>Weights</h3>", _html_figure(material, "weights", "weight magnitude histograms"),
+        "<h3>Weights</h3>",
+        _html_figure(material, "weights", "weight magnitude histograms"),
     ]
     if material.sparsity:
-        parts += [('<p class="note">Fraction of near-zero weights (|w| below the threshold) per layer, mean over '
-                  "seeds:</p>"), _html_table(*_sparsity_table(material), numeric={1, 2, 3, 4, 5})]
+        parts += [
+            ('<p class="note">Fraction of near-zero weights (|w| below the threshold) per layer, mean over seeds:</p>'),
+            _html_table(*_sparsity_table(material), numeric={1, 2, 3, 4, 5}),
+        ]
     parts += [
-        "<h3>Activations</h3>", _html_figure(material, "activations", "activation magnitudes"),
-        "<h3>Generalization gap</h3>", _html_figure(material, "gap", "generalization gap"),
+        "<h3>Activations</h3>",
+        _html_figure(material, "activations", "activation magnitudes"),
+        "<h3>Generalization gap</h3>",
+        _html_figure(material, "gap", "generalization gap"),
         '<h2 id="runs">What each run recorded</h2>',
         _html_table(runs_header, runs_body, numeric={2, 4, 5, 6, 7, 9}),
-        '<p class="note">' + html.escape(_runs_note(runs_body) + "Versions: " + "; ".join(_versions(material))) + ".</p>",
+        '<p class="note">'
+        + html.escape(_runs_note(runs_body) + "Versions: " + "; ".join(_versions(material)))
+        + ".</p>",
     ]
     if material.skipped:
-        parts += ['<h2 id="skipped">Skipped (damaged) run folders</h2><ul class="skipped">'
-                  + "".join(f"<li>{html.escape(line)}</li>" for line in material.skipped) + "</ul>"]
-    parts += ['<h2 id="method">Method</h2><ul>' + "".join(f"<li>{html.escape(line)}</li>" for line in METHOD)
-              + "</ul>", "</body></html>", ""]
+        parts += [
+            '<h2 id="skipped">Skipped (damaged) run folders</h2><ul class="skipped">'
+            + "".join(f"<li>{html.escape(line)}</li>" for line in material.skipped)
+            + "</ul>"
+        ]
+    parts += [
+        '<h2 id="method">Method</h2><ul>' + "".join(f"<li>{html.escape(line)}</li>" for line in METHOD) + "</ul>",
+        "</body></html>",
+        "",
+    ]
     return "\n".join(parts)
 
 

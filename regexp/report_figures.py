@@ -54,8 +54,9 @@ def _figure_with_legend_below(entries: int, plot_inches: float, **spacing) -> Fi
     legend_inches = 0.2 * math.ceil(entries / 3)
     height = plot_inches + 0.65 + 0.55 + legend_inches + 0.1
     fig = Figure(figsize=(12, height), dpi=DPI)
-    fig.subplots_adjust(left=0.07, right=0.99, top=1 - 0.65 / height, bottom=(0.55 + legend_inches + 0.1) / height,
-                        **spacing)
+    fig.subplots_adjust(
+        left=0.07, right=0.99, top=1 - 0.65 / height, bottom=(0.55 + legend_inches + 0.1) / height, **spacing
+    )
     return fig
 
 
@@ -71,8 +72,12 @@ def forest_plot(rows: list[stats.ConfigStats], baseline: str) -> Figure | None:
     text_inches, plot_inches = 2.5, 5.5
     width, height = label_inches + plot_inches + text_inches, 1.3 + 0.45 * len(rows)
     fig = Figure(figsize=(width, height), dpi=DPI)
-    fig.subplots_adjust(left=label_inches / width, right=(label_inches + plot_inches) / width,
-                        top=1 - 0.55 / height, bottom=0.7 / height)
+    fig.subplots_adjust(
+        left=label_inches / width,
+        right=(label_inches + plot_inches) / width,
+        top=1 - 0.55 / height,
+        bottom=0.7 / height,
+    )
     ax = fig.subplots()
     ax.axvline(0, color="black", linewidth=1)
     for y, row in enumerate(rows):
@@ -82,11 +87,20 @@ def forest_plot(rows: list[stats.ConfigStats], baseline: str) -> Figure | None:
             ax.plot([100 * c.ci_low, 100 * c.ci_high], [y, y], color=color, linewidth=2.5, solid_capstyle="butt")
         if c.diff_mean is not None:
             tested = c.p_value is not None
-            ax.plot(100 * c.diff_mean, y, "o", markersize=8, color=color,
-                    markerfacecolor=color if tested else "white", markeredgewidth=2)
+            ax.plot(
+                100 * c.diff_mean,
+                y,
+                "o",
+                markersize=8,
+                color=color,
+                markerfacecolor=color if tested else "white",
+                markeredgewidth=2,
+            )
         if c.p_value is not None:
-            text = (f"{_points(c.diff_mean)} [{_points(c.ci_low)}, {_points(c.ci_high)}]  "
-                    f"Holm p {_p(row.p_holm)}\n{row.verdict}")
+            text = (
+                f"{_points(c.diff_mean)} [{_points(c.ci_low)}, {_points(c.ci_high)}]  "
+                f"Holm p {_p(row.p_holm)}\n{row.verdict}"
+            )
         else:
             text = f"{_points(c.diff_mean)} (no interval)\n{row.verdict}"
         ax.annotate(text, xy=(1.02, y), xycoords=("axes fraction", "data"), va="center", fontsize=8, color=color)
@@ -98,8 +112,9 @@ def forest_plot(rows: list[stats.ConfigStats], baseline: str) -> Figure | None:
     return fig
 
 
-def lambda_curves(grids: dict[str, dict[str, dict[float, list[float]]]],
-                  baseline: tuple[str, list[float]] | None = None) -> Figure | None:
+def lambda_curves(
+    grids: dict[str, dict[str, dict[float, list[float]]]], baseline: tuple[str, list[float]] | None = None
+) -> Figure | None:
     """Test accuracy against λ (log axis), one panel per grid, one line per series: the mean
     over seeds with its 95 % t interval as a band; the baseline's mean and interval as a
     grey horizontal band."""
@@ -122,8 +137,7 @@ def lambda_curves(grids: dict[str, dict[str, dict[float, list[float]]]],
             low = [interval[0] if interval else mean for mean, interval in summaries]
             high = [interval[1] if interval else mean for mean, interval in summaries]
             counts = sorted({len(by_lambda[lam]) for lam in lambdas})
-            ax.plot(lambdas, means, marker="o", color=color,
-                    label=f"{label} (n = {'/'.join(map(str, counts))} per λ)")
+            ax.plot(lambdas, means, marker="o", color=color, label=f"{label} (n = {'/'.join(map(str, counts))} per λ)")
             ax.fill_between(lambdas, low, high, color=color, alpha=0.2, linewidth=0)
         ax.set_xscale("log")
         ax.set_xlabel("λ (log scale)")
@@ -135,8 +149,12 @@ def lambda_curves(grids: dict[str, dict[str, dict[float, list[float]]]],
     return fig
 
 
-def weight_histograms(histograms: dict[str, dict[str, list[float]]], layers: tuple[str, ...],
-                      threshold: float | None = None, colors: dict | None = None) -> Figure | None:
+def weight_histograms(
+    histograms: dict[str, dict[str, list[float]]],
+    layers: tuple[str, ...],
+    threshold: float | None = None,
+    colors: dict | None = None,
+) -> Figure | None:
     """Per layer, the distribution of |kernel weight| of each config (its seeds pooled): the
     fraction of weights per log10 bin (WEIGHT_BINS over LOG10_WEIGHT_RANGE) as a step line."""
     if not histograms:
@@ -172,8 +190,9 @@ def weight_histograms(histograms: dict[str, dict[str, list[float]]], layers: tup
     return fig
 
 
-def activation_bars(activations: dict[str, dict[str, dict[str, list[float]]]],
-                    layers: tuple[str, ...], colors: dict | None = None) -> Figure | None:
+def activation_bars(
+    activations: dict[str, dict[str, dict[str, list[float]]]], layers: tuple[str, ...], colors: dict | None = None
+) -> Figure | None:
     """Per layer, each config's mean |activation| (log axis) and fraction of zero activations
     on the test set: a bar for the mean over seeds, a dot for each run."""
     if not activations:
@@ -183,8 +202,10 @@ def activation_bars(activations: dict[str, dict[str, dict[str, list[float]]]],
     fig = _figure_with_legend_below(len(labels), 4.0, wspace=0.2)
     axes = fig.subplots(1, 2)
     width = 0.8 / len(labels)
-    for ax, key, ylabel in ((axes[0], "mean_abs", "mean |activation| (log scale)"),
-                            (axes[1], "zero_fraction", "fraction of activations = 0")):
+    for ax, key, ylabel in (
+        (axes[0], "mean_abs", "mean |activation| (log scale)"),
+        (axes[1], "zero_fraction", "fraction of activations = 0"),
+    ):
         for i, label in enumerate(labels):
             for j, layer in enumerate(layers):
                 values = activations[label].get(layer, {}).get(key) or []
@@ -230,8 +251,14 @@ def generalization_gap(histories: dict[str, list[list[dict]]], colors: dict | No
         means = [statistics.fmean(by_epoch[e]) for e in epochs]
         sds = [statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs]
         ax.plot(epochs, means, marker="o", markersize=3, color=colors[label], label=label)
-        ax.fill_between(epochs, [m - s for m, s in zip(means, sds)], [m + s for m, s in zip(means, sds)],
-                        color=colors[label], alpha=0.15, linewidth=0)
+        ax.fill_between(
+            epochs,
+            [m - s for m, s in zip(means, sds)],
+            [m + s for m, s in zip(means, sds)],
+            color=colors[label],
+            alpha=0.15,
+            linewidth=0,
+        )
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("training − validation accuracy")

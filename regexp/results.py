@@ -335,11 +335,15 @@ _METRICS_FIELDS = {
     "test_loss": (_is_number, "a number"),
     "best_val_accuracy": (_is_number, "a number"),
     "wall_time_s": (_is_number, "a number"),
-    "sparsity": (lambda v: isinstance(v, dict) and (not v or _is_number(v.get("overall"))),
-                 "an object with a number 'overall'"),
+    "sparsity": (
+        lambda v: isinstance(v, dict) and (not v or _is_number(v.get("overall"))),
+        "an object with a number 'overall'",
+    ),
     "regularizer": (lambda v: isinstance(v, list), "a list"),
-    "data": (lambda v: isinstance(v, dict) and isinstance(v.get("description", ""), str),
-             "an object with a text 'description'"),
+    "data": (
+        lambda v: isinstance(v, dict) and isinstance(v.get("description", ""), str),
+        "an object with a text 'description'",
+    ),
 }
 _REQUIRED_WHEN_COMPLETED = ("test_accuracy", "test_loss")
 

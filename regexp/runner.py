@@ -237,8 +237,9 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
     model, splits, precision, precision_reason, thread_counts = prepare_training(config, data, threads)
     if precision == "float32" and config.training.precision == "auto":
         say_once(f"no native bfloat16 on this machine ({precision_reason}): training in float32")
-    board = tensorboard_log.RunBoard(staging / tensorboard_log.FOLDER, spec.name,
-                                     tensorboard_log.hyperparameters(config, precision))
+    board = tensorboard_log.RunBoard(
+        staging / tensorboard_log.FOLDER, spec.name, tensorboard_log.hyperparameters(config, precision)
+    )
     results.write_text_atomic(staging / "model.txt", model_lib.model_summary(model, config))
 
     history_path = staging / results.HISTORY
@@ -249,7 +250,9 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
         results.write_text_atomic(history_path, results.history_csv(rows))
         board.record_epoch(epoch, logs)
         if verbose == 0:  # no Keras progress (parallel sweeps): one line per epoch instead
-            shown = " ".join(f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs)
+            shown = " ".join(
+                f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs
+            )
             logger.info(f"{spec.name}: epoch {epoch}/{config.training.epochs} {shown}")
 
     logger.info(
@@ -309,7 +312,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
         },
         "training_path": {
             "input": "tf.data (uint8 in memory, autotune off, repeating stream of index-shuffled batches, "
-                     + (f"{splits.prefetch} prefetched)" if splits.prefetch else "no prefetch on CPU)"),
+            + (f"{splits.prefetch} prefetched)" if splits.prefetch else "no prefetch on CPU)"),
             "steps_per_execution": int(model.steps_per_execution),
             "precision": precision,
             "precision_reason": precision_reason,

@@ -40,8 +40,21 @@ BETTER, WORSE, NO_DIFFERENCE, BASELINE = "better", "worse", "no detectable diffe
 TIE_TOLERANCE = 1e-6
 
 COLUMNS = [
-    "config", "n", "test_accuracy_mean", "test_accuracy_ci_low", "test_accuracy_ci_high", "test_loss_mean",
-    "baseline", "diff_mean", "diff_ci_low", "diff_ci_high", "test", "p_value", "p_holm", "effect_size", "verdict",
+    "config",
+    "n",
+    "test_accuracy_mean",
+    "test_accuracy_ci_low",
+    "test_accuracy_ci_high",
+    "test_loss_mean",
+    "baseline",
+    "diff_mean",
+    "diff_ci_low",
+    "diff_ci_high",
+    "test",
+    "p_value",
+    "p_holm",
+    "effect_size",
+    "verdict",
 ]
 
 
@@ -101,8 +114,14 @@ def paired_comparison(baseline: list[float], other: list[float]) -> Comparison:
         return Comparison(mean, why="all per-seed differences are equal (zero variance)")
     result = scipy_stats.ttest_rel(other, baseline)
     interval = result.confidence_interval(CONFIDENCE)
-    return Comparison(mean, float(interval.low), float(interval.high), PAIRED, float(result.pvalue),
-                      mean / statistics.stdev(differences))
+    return Comparison(
+        mean,
+        float(interval.low),
+        float(interval.high),
+        PAIRED,
+        float(result.pvalue),
+        mean / statistics.stdev(differences),
+    )
 
 
 def welch_comparison(baseline: list[float], other: list[float]) -> Comparison:
@@ -119,7 +138,9 @@ def welch_comparison(baseline: list[float], other: list[float]) -> Comparison:
         result = scipy_stats.ttest_ind(other, baseline, equal_var=False)
     interval = result.confidence_interval(CONFIDENCE)
     n1, n2 = len(other), len(baseline)
-    pooled = math.sqrt(((n1 - 1) * statistics.variance(other) + (n2 - 1) * statistics.variance(baseline)) / (n1 + n2 - 2))
+    pooled = math.sqrt(
+        ((n1 - 1) * statistics.variance(other) + (n2 - 1) * statistics.variance(baseline)) / (n1 + n2 - 2)
+    )
     return Comparison(mean, float(interval.low), float(interval.high), WELCH, float(result.pvalue), mean / pooled)
 
 
@@ -185,8 +206,9 @@ def choose_baseline(groups: dict[str, list[dict]], requested: str | None = None)
         return unregularized[0], "the only config without regularization"
     if not unregularized:
         return None, "no config without regularization, and none chosen with --baseline"
-    return None, (f"{len(unregularized)} configs have no regularization ({', '.join(unregularized)}); "
-                  "choose one with --baseline")
+    return None, (
+        f"{len(unregularized)} configs have no regularization ({', '.join(unregularized)}); choose one with --baseline"
+    )
 
 
 def config_stats(runs: list[dict], baseline: str | None = None) -> tuple[list[ConfigStats], str | None, str]:
@@ -203,17 +225,19 @@ def config_stats(runs: list[dict], baseline: str | None = None) -> tuple[list[Co
     rows = []
     for label, members in groups.items():
         accuracy_mean, accuracy_ci = mean_interval(data[label]["values"])
-        rows.append(ConfigStats(
-            config=label,
-            regularizer=describe_regularizer(members[0].get("regularizer") or []),
-            runs=len(members),
-            n=len(data[label]["values"]),
-            seeds=data[label]["seeds"],
-            accuracy_mean=accuracy_mean,
-            accuracy_ci=accuracy_ci,
-            loss_mean=statistics.fmean(data[label]["losses"]) if data[label]["losses"] else None,
-            baseline=chosen,
-        ))
+        rows.append(
+            ConfigStats(
+                config=label,
+                regularizer=describe_regularizer(members[0].get("regularizer") or []),
+                runs=len(members),
+                n=len(data[label]["values"]),
+                seeds=data[label]["seeds"],
+                accuracy_mean=accuracy_mean,
+                accuracy_ci=accuracy_ci,
+                loss_mean=statistics.fmean(data[label]["losses"]) if data[label]["losses"] else None,
+                baseline=chosen,
+            )
+        )
     for row in rows:
         if chosen is None:
             row.verdict = "not tested: no baseline"
@@ -240,10 +264,21 @@ def csv_row(row: ConfigStats) -> dict:
     c = row.comparison or Comparison(None)
     low, high = row.accuracy_ci or (None, None)
     return {
-        "config": row.config, "n": row.n, "test_accuracy_mean": row.accuracy_mean, "test_accuracy_ci_low": low,
-        "test_accuracy_ci_high": high, "test_loss_mean": row.loss_mean, "baseline": row.baseline,
-        "diff_mean": c.diff_mean, "diff_ci_low": c.ci_low, "diff_ci_high": c.ci_high, "test": c.test,
-        "p_value": c.p_value, "p_holm": row.p_holm, "effect_size": c.effect_size, "verdict": row.verdict,
+        "config": row.config,
+        "n": row.n,
+        "test_accuracy_mean": row.accuracy_mean,
+        "test_accuracy_ci_low": low,
+        "test_accuracy_ci_high": high,
+        "test_loss_mean": row.loss_mean,
+        "baseline": row.baseline,
+        "diff_mean": c.diff_mean,
+        "diff_ci_low": c.ci_low,
+        "diff_ci_high": c.ci_high,
+        "test": c.test,
+        "p_value": c.p_value,
+        "p_holm": row.p_holm,
+        "effect_size": c.effect_size,
+        "verdict": row.verdict,
     }
 
 

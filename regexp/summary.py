@@ -16,9 +16,21 @@ from pathlib import Path
 from regexp.results import scan_runs, write_text_atomic
 
 COLUMNS = [
-    "config", "runs", "completed", "test_accuracy_mean", "test_accuracy_std", "test_loss_mean", "test_loss_std",
-    "best_val_accuracy_mean", "best_val_accuracy_std", "best_epoch_median", "sparsity_mean", "failed", "diverged",
-    "regularizer", "data",
+    "config",
+    "runs",
+    "completed",
+    "test_accuracy_mean",
+    "test_accuracy_std",
+    "test_loss_mean",
+    "test_loss_std",
+    "best_val_accuracy_mean",
+    "best_val_accuracy_std",
+    "best_epoch_median",
+    "sparsity_mean",
+    "failed",
+    "diverged",
+    "regularizer",
+    "data",
 ]
 
 
@@ -73,23 +85,25 @@ def summarize(runs: list[dict]) -> list[dict]:
         val_mean, val_std = _mean_std([m["best_val_accuracy"] for m in done if m.get("best_val_accuracy") is not None])
         epochs = [m["best_epoch"] for m in done if m.get("best_epoch") is not None]
         sparsity, _ = _mean_std([m["sparsity"]["overall"] for m in done if m.get("sparsity")])
-        rows.append({
-            "config": label,
-            "runs": len(members),
-            "completed": len(done),
-            "test_accuracy_mean": acc_mean,
-            "test_accuracy_std": acc_std,
-            "test_loss_mean": loss_mean,
-            "test_loss_std": loss_std,
-            "best_val_accuracy_mean": val_mean,
-            "best_val_accuracy_std": val_std,
-            "best_epoch_median": statistics.median(epochs) if epochs else None,
-            "sparsity_mean": sparsity,
-            "failed": sum(m.get("status") == "failed" for m in members),
-            "diverged": sum(m.get("status") == "diverged" for m in members),
-            "regularizer": describe_regularizer(members[0].get("regularizer") or []),
-            "data": (members[0].get("data") or {}).get("description", ""),
-        })
+        rows.append(
+            {
+                "config": label,
+                "runs": len(members),
+                "completed": len(done),
+                "test_accuracy_mean": acc_mean,
+                "test_accuracy_std": acc_std,
+                "test_loss_mean": loss_mean,
+                "test_loss_std": loss_std,
+                "best_val_accuracy_mean": val_mean,
+                "best_val_accuracy_std": val_std,
+                "best_epoch_median": statistics.median(epochs) if epochs else None,
+                "sparsity_mean": sparsity,
+                "failed": sum(m.get("status") == "failed" for m in members),
+                "diverged": sum(m.get("status") == "diverged" for m in members),
+                "regularizer": describe_regularizer(members[0].get("regularizer") or []),
+                "data": (members[0].get("data") or {}).get("description", ""),
+            }
+        )
     rows.sort(key=lambda r: (r["test_accuracy_mean"] is None, -(r["test_accuracy_mean"] or 0.0), r["config"]))
     return rows
 

@@ -121,15 +121,30 @@ def _stop_at_second_interrupt() -> None:
     signal.signal(signal.SIGINT, stop_now)
 
 
-def make_executor(root: Path, *, jobs: int = 1, force: bool = False, verbose: int | str = "auto",
-                  backend: str = "local", address: str | None = None, cpus_per_run: int | None = None,
-                  gpus_per_run: float | None = None, shared_results: bool = False) -> Executor:
+def make_executor(
+    root: Path,
+    *,
+    jobs: int = 1,
+    force: bool = False,
+    verbose: int | str = "auto",
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_run: int | None = None,
+    gpus_per_run: float | None = None,
+    shared_results: bool = False,
+) -> Executor:
     """The Executor for these options: Ray tasks, worker processes (jobs > 1), or this process."""
     if backend == "ray":
         from regexp.ray_backend import RayExecutor  # imports Ray only when asked for
 
-        return RayExecutor(root, force, address=address, cpus_per_run=cpus_per_run or 1,
-                           gpus_per_run=gpus_per_run, shared_results=shared_results)
+        return RayExecutor(
+            root,
+            force,
+            address=address,
+            cpus_per_run=cpus_per_run or 1,
+            gpus_per_run=gpus_per_run,
+            shared_results=shared_results,
+        )
     if jobs > 1:
         return WorkerProcessesExecutor(root, force, jobs)
     return InProcessExecutor(root, force, verbose)
@@ -156,8 +171,11 @@ def run_sweep(todo: list[RunSpec], executor: Executor) -> list[RunOutcome]:
                     logger.info(progress.line(f"{outcome.name}: {outcome.status}{event.where}"))
     except KeyboardInterrupt:
         _stop_at_second_interrupt()
-        unfinished = ("keep their checkpoint and resume from their last finished epoch" if executor.keeps_checkpoints
-                      else "start again from scratch (their checkpoints were on the Ray workers)")
+        unfinished = (
+            "keep their checkpoint and resume from their last finished epoch"
+            if executor.keeps_checkpoints
+            else "start again from scratch (their checkpoints were on the Ray workers)"
+        )
         raise SweepInterrupted(
             f"interrupted: {progress.done} of {progress.total} runs finished; unfinished runs {unfinished} "
             "when you run the same command again"

@@ -113,19 +113,25 @@ def hyperparameters(config, precision: str) -> dict:
     values = flatten({"regularizer": resolved["regularizer"]})
     if isinstance(config.regularizer, list):
         for layer, targets in layer_penalties(config).items():
-            values[f"placement.{layer}"] = ", ".join(
-                f"{target} " + " ".join(f"{k} {v}" if k != "type" else str(v) for k, v in describe_penalty(entry).items())
-                for target, entry in targets.items()
-            ) or "none"
+            values[f"placement.{layer}"] = (
+                ", ".join(
+                    f"{target} "
+                    + " ".join(f"{k} {v}" if k != "type" else str(v) for k, v in describe_penalty(entry).items())
+                    for target, entry in targets.items()
+                )
+                or "none"
+            )
     training = resolved["training"]
-    values.update({
-        "training.seed": training["seed"],
-        "training.epochs": training["epochs"],
-        "training.batch_size": training["batch_size"],
-        "training.learning_rate": training["learning_rate"],
-        "training.precision": precision,
-        "data.dataset": resolved["data"]["dataset"],
-    })
+    values.update(
+        {
+            "training.seed": training["seed"],
+            "training.epochs": training["epochs"],
+            "training.batch_size": training["batch_size"],
+            "training.learning_rate": training["learning_rate"],
+            "training.precision": precision,
+            "data.dataset": resolved["data"]["dataset"],
+        }
+    )
     return {key: value for key, value in values.items() if value is not None and value != ""}
 
 

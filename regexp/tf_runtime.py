@@ -35,8 +35,10 @@ def _import():
 
         gpus = tf.config.list_physical_devices("GPU")  # the first device query prints cuInit's failure
     if not gpus and _nvidia_gpu_present() and any(NO_CUDA_DRIVERS in line for line in dropped):
-        say_once("this machine has an NVIDIA GPU, but TensorFlow finds no CUDA drivers or libraries for it: "
-                 "training on the CPU (regexp --verbose shows TensorFlow's own messages)")
+        say_once(
+            "this machine has an NVIDIA GPU, but TensorFlow finds no CUDA drivers or libraries for it: "
+            "training on the CPU (regexp --verbose shows TensorFlow's own messages)"
+        )
     return keras, tf
 
 

@@ -22,9 +22,9 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -203,8 +203,17 @@ def make_splits(data: Dataset, batch_size: int, validation_split: float, seed: i
     train = finish(_shuffled_batches(x_train, y_train, batch_size, seed, first_epoch))
     validation = finish(_batches(x_val, y_val, batch_size))
     test = finish(_batches(data.x_test, data.y_test, batch_size))
-    return Splits(train, validation, test, split_at, n - split_at, len(data.x_test),
-                  math.ceil(split_at / batch_size), ahead, first_epoch)
+    return Splits(
+        train,
+        validation,
+        test,
+        split_at,
+        n - split_at,
+        len(data.x_test),
+        math.ceil(split_at / batch_size),
+        ahead,
+        first_epoch,
+    )
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -334,8 +343,14 @@ def fit(
         callbacks=[guard, timer, EpochRecorder(record_epoch), SaveCheckpoint(folder, state), *callbacks],
         verbose=verbose,
     )
-    return FitResult(initial_epoch, initial_epoch + len(history.epoch), guard.diverged_epoch, timer.train_seconds,
-                     state.best_epoch, state.best_weights)
+    return FitResult(
+        initial_epoch,
+        initial_epoch + len(history.epoch),
+        guard.diverged_epoch,
+        timer.train_seconds,
+        state.best_epoch,
+        state.best_weights,
+    )
 
 
 def evaluate(model: keras.Model, splits: Splits) -> tuple[float, float]:
@@ -356,15 +371,24 @@ def activation_statistics(model: keras.Model, stream: tf.data.Dataset) -> dict[s
         sums = []
         for output in probe(images, training=False):
             values = tf.cast(tf.cast(output, tf.float32), tf.float64)
-            sums.append(tf.stack([tf.reduce_sum(tf.abs(values)), tf.reduce_sum(tf.cast(values == 0, tf.float64)),
-                                  tf.cast(tf.size(values), tf.float64)]))
+            sums.append(
+                tf.stack(
+                    [
+                        tf.reduce_sum(tf.abs(values)),
+                        tf.reduce_sum(tf.cast(values == 0, tf.float64)),
+                        tf.cast(tf.size(values), tf.float64),
+                    ]
+                )
+            )
         return tf.stack(sums)
 
     totals = np.zeros((len(LAYER_NAMES), 3))
     for images, _ in stream:
         totals += batch_sums(images).numpy()
-    return {name: {"mean_abs": float(total_abs / count), "zero_fraction": float(zeros / count)}
-            for name, (total_abs, zeros, count) in zip(LAYER_NAMES, totals)}
+    return {
+        name: {"mean_abs": float(total_abs / count), "zero_fraction": float(zeros / count)}
+        for name, (total_abs, zeros, count) in zip(LAYER_NAMES, totals)
+    }
 
 
 def write_weights(model: keras.Model, path: Path) -> None:

@@ -46,8 +46,15 @@ def show_value(value: Any) -> str:
 
 
 def type_name(value: Any) -> str:
-    return {dict: "mapping", list: "list", str: "string", int: "integer", float: "number",
-            bool: "boolean", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        dict: "mapping",
+        list: "list",
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 MAX_YAML_DEPTH = 32  # a config nests four levels at most (sweep -> field -> values -> a list value)
@@ -110,7 +117,9 @@ def _construct_float(loader: _StrictLoader, node: yaml.ScalarNode) -> float:
         return loader.construct_yaml_float(node)
     except (ValueError, IndexError):  # an explicit !!float tag on text that is no number
         text = loader.construct_scalar(node)
-        raise yaml.constructor.ConstructorError(None, None, f"{show_value(text)} is not a number", node.start_mark) from None
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{show_value(text)} is not a number", node.start_mark
+        ) from None
 
 
 def _construct_bool(loader: _StrictLoader, node: yaml.ScalarNode) -> bool:
@@ -124,9 +133,7 @@ _StrictLoader.add_constructor(_YAML + "int", _construct_int)
 _StrictLoader.add_constructor(_YAML + "float", _construct_float)
 _StrictLoader.add_constructor(_YAML + "bool", _construct_bool)
 _StrictLoader.yaml_implicit_resolvers = {}  # YAML 1.2 core schema, not PyYAML's YAML 1.1 set
-_StrictLoader.add_implicit_resolver(
-    _YAML + "bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+_StrictLoader.add_implicit_resolver(_YAML + "bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _StrictLoader.add_implicit_resolver(
     _YAML + "int",
     re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7][0-7_]*|0x[0-9a-fA-F][0-9a-fA-F_]*)$"),
@@ -154,7 +161,7 @@ def key_text(key: Any) -> str:
 
 
 def _tag_text(tag: str) -> str:
-    text = "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
+    text = "!!" + tag[len(_YAML) :] if tag.startswith(_YAML) else tag
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -167,11 +174,19 @@ def _check_nodes(loader: _StrictLoader, root: yaml.Node) -> None:
         nonlocal count
         count += 1
         if count > MAX_YAML_VALUES:
-            raise _YamlProblem("", f"holds more than {MAX_YAML_VALUES:,} values (an alias counts as all it "
-                                   "repeats); a config needs far fewer", node.start_mark)
+            raise _YamlProblem(
+                "",
+                f"holds more than {MAX_YAML_VALUES:,} values (an alias counts as all it "
+                "repeats); a config needs far fewer",
+                node.start_mark,
+            )
         if node.tag not in _PLAIN_TAGS:
-            raise _YamlProblem(path, f"YAML tag {_tag_text(node.tag)} is not allowed; a config holds only plain "
-                                     "values (text, numbers, true/false, lists, mappings)", node.start_mark)
+            raise _YamlProblem(
+                path,
+                f"YAML tag {_tag_text(node.tag)} is not allowed; a config holds only plain "
+                "values (text, numbers, true/false, lists, mappings)",
+                node.start_mark,
+            )
         if isinstance(node, yaml.ScalarNode):
             if node.tag != _YAML + "str":
                 try:
@@ -192,8 +207,9 @@ def _check_nodes(loader: _StrictLoader, root: yaml.Node) -> None:
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
                     kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
-                    raise _YamlProblem(path, f"a key is a {kind}; keys are plain names such as epochs",
-                                       key_node.start_mark)
+                    raise _YamlProblem(
+                        path, f"a key is a {kind}; keys are plain names such as epochs", key_node.start_mark
+                    )
                 visit(key_node, path, depth + 1)
                 key = loader.construct_object(key_node)
                 where = f"{path}.{key_text(key)}" if path else key_text(key)
@@ -222,8 +238,7 @@ def _yaml_problem_text(exc: yaml.YAMLError, text: str) -> str:
         position = exc.position
         line = text.count("\n", 0, position) + 1
         column = position - (text.rfind("\n", 0, position) + 1) + 1
-        return (f"character U+{exc.character:04X} at line {line}, column {column} is not allowed in YAML; "
-                "remove it")
+        return f"character U+{exc.character:04X} at line {line}, column {column} is not allowed in YAML; remove it"
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

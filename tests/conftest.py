@@ -16,8 +16,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 REFERENCE_CONFIGS = [
-    "none", "l1_kernel_bias", "l1_activity", "l2_kernel_bias",
-    "l2_activity", "l2_activity_extended", "elasticnet_kernel_bias", "elasticnet_activity",
+    "none",
+    "l1_kernel_bias",
+    "l1_activity",
+    "l2_kernel_bias",
+    "l2_activity",
+    "l2_activity_extended",
+    "elasticnet_kernel_bias",
+    "elasticnet_activity",
 ]
 # Tiny synthetic data: a few hundred samples, one epoch, small batches.
 TINY = {"data": {"dataset": "synthetic", "limit": 300, "test_limit": 100}, "training": {"epochs": 1, "batch_size": 50}}
@@ -61,8 +67,10 @@ def cli():
     return invoke
 
 
-_HOLD_LOCK = ("import sys, time\nfrom pathlib import Path\nfrom regexp.locks import RunLock\n"
-              "RunLock(Path(sys.argv[1]), sys.argv[2]).acquire()\nprint('held', flush=True)\ntime.sleep(600)\n")
+_HOLD_LOCK = (
+    "import sys, time\nfrom pathlib import Path\nfrom regexp.locks import RunLock\n"
+    "RunLock(Path(sys.argv[1]), sys.argv[2]).acquire()\nprint('held', flush=True)\ntime.sleep(600)\n"
+)
 
 
 @contextlib.contextmanager

@@ -65,7 +65,13 @@ def mat_bytes(split: str, data: SplitData) -> bytes:
     out = io.BytesIO()
     scipy.io.savemat(
         out,
-        {"dataset": {"train": part(data.x_train, data.y_train), "test": part(data.x_test, data.y_test), "mapping": mapping}},
+        {
+            "dataset": {
+                "train": part(data.x_train, data.y_train),
+                "test": part(data.x_test, data.y_test),
+                "mapping": mapping,
+            }
+        },
     )
     return out.getvalue()
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
 from regexp.yaml_reader import MAX_CONFIG_BYTES, parse_yaml
+
+from conftest import REPO
 
 CORPUS = Path("tests") / "bad_configs"  # relative to the repository root, as a user types it
 CORPUS_FILES = sorted(path.name for path in (REPO / CORPUS).iterdir() if path.suffix == ".yaml")
@@ -51,7 +52,7 @@ def assert_refused(result, config: Path | str, results: Path, expected: str) -> 
     # a grid point's error names the point between file and field: `<file> [sweep lambda--1]: ...`
     prefix = f"error: {config}" + (" " if expected.startswith("[sweep ") else ": ")
     assert lines[0].startswith(prefix), lines[0]
-    assert lines[0][len(prefix):].startswith(expected), f"\n  got:      {lines[0]}\n  expected: {prefix}{expected}"
+    assert lines[0][len(prefix) :].startswith(expected), f"\n  got:      {lines[0]}\n  expected: {prefix}{expected}"
     assert not results.exists(), sorted(results.rglob("*"))
 
 
@@ -126,7 +127,10 @@ def test_refusal_is_one_line_on_the_real_stderr(tmp_path):
     results = tmp_path / "results"
     done = subprocess.run(
         [sys.executable, "-m", "regexp", "run", str(config), "--results", str(results)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert done.returncode == 2

@@ -6,13 +6,32 @@ import sys
 
 import pytest
 
-from conftest import CONFIGS, REFERENCE_CONFIGS, TINY, merge, write_config
 from regexp.results import read_history
 
-RUN_FILES = {"config.yaml", "history.csv", "metrics.json", "loss.png", "accuracy.png", "model.txt", "model.weights.h5",
-             "tensorboard"}
-TINY_SET = ["--set", "data.dataset=synthetic", "--set", "data.limit=300", "--set", "data.test_limit=100",
-            "--set", "training.batch_size=50", "--epochs", "1"]
+from conftest import CONFIGS, REFERENCE_CONFIGS, TINY, merge, write_config
+
+RUN_FILES = {
+    "config.yaml",
+    "history.csv",
+    "metrics.json",
+    "loss.png",
+    "accuracy.png",
+    "model.txt",
+    "model.weights.h5",
+    "tensorboard",
+}
+TINY_SET = [
+    "--set",
+    "data.dataset=synthetic",
+    "--set",
+    "data.limit=300",
+    "--set",
+    "data.test_limit=100",
+    "--set",
+    "training.batch_size=50",
+    "--epochs",
+    "1",
+]
 
 
 @pytest.mark.parametrize("name", REFERENCE_CONFIGS)
@@ -28,33 +47,72 @@ def test_each_reference_config_runs_one_epoch_and_writes_its_files(cli, tmp_path
     history = read_history(folder / "history.csv")
     assert [row["epoch"] for row in history] == [1]
     assert ("penalty" in history[0]) == (name != "none")
-    assert metrics["training_path"]["xla"] == ("activity penalties only (value and gradient)" if "activity" in name else "not used")
+    assert metrics["training_path"]["xla"] == (
+        "activity penalties only (value and gradient)" if "activity" in name else "not used"
+    )
     assert not (tmp_path / ".inprogress").exists()
 
 
 def test_metrics_record_what_the_issue_asks_for(cli, tmp_path):
-    config = write_config(tmp_path / "cfg", "l1", merge(TINY, {"regularizer": {"type": "l1", "targets": ["kernel", "activity"]},
-                                                               "model": {"num_classes": 10}, "training": {"epochs": 2, "batch_size": 50}}))
+    config = write_config(
+        tmp_path / "cfg",
+        "l1",
+        merge(
+            TINY,
+            {
+                "regularizer": {"type": "l1", "targets": ["kernel", "activity"]},
+                "model": {"num_classes": 10},
+                "training": {"epochs": 2, "batch_size": 50},
+            },
+        ),
+    )
     result = cli("run", config, "--results", tmp_path / "results")
     assert result.exit_code == 0, result.output
     m = json.loads((tmp_path / "results" / "l1" / "metrics.json").read_text())
-    for key in ("test_loss", "test_accuracy", "status", "epochs_run", "wall_time_s", "train_samples_per_s",
-                "param_count", "sparsity", "seed", "config_hash", "versions", "activity_penalty", "training_path",
-                "activations", "best_epoch", "best_epoch_test_loss", "best_epoch_test_accuracy"):
+    for key in (
+        "test_loss",
+        "test_accuracy",
+        "status",
+        "epochs_run",
+        "wall_time_s",
+        "train_samples_per_s",
+        "param_count",
+        "sparsity",
+        "seed",
+        "config_hash",
+        "versions",
+        "activity_penalty",
+        "training_path",
+        "activations",
+        "best_epoch",
+        "best_epoch_test_loss",
+        "best_epoch_test_accuracy",
+    ):
         assert m[key] is not None, key
     assert set(m["versions"]) == {"regexp", "python", "tensorflow", "keras", "numpy"}
     assert set(m["sparsity"]["layers"]) == {"conv1", "conv2", "dense1", "dense2"}
     assert 0 <= m["sparsity"]["overall"] <= 1
     assert m["param_count"] == 440_751 - 37 * 257  # 10 outputs instead of 47
     assert m["activity_penalty"]["semantics"] == "mean over the batch of the per-sample penalty (as the reference)"
-    assert m["data"] == {"description": "synthetic (10 classes)", "num_classes": 10, "train": 240, "validation": 60, "test": 100}
+    assert m["data"] == {
+        "description": "synthetic (10 classes)",
+        "num_classes": 10,
+        "train": 240,
+        "validation": 60,
+        "test": 100,
+    }
     resolved = (tmp_path / "results" / "l1" / "config.yaml").read_text()
     assert "batch_size: 50" in resolved and "learning_rate: 0.001" in resolved  # defaults filled in
 
 
 def test_training_lowers_the_loss_on_learnable_data(cli, tmp_path):
-    config = write_config(tmp_path, "learn", merge(TINY, {"data": {"limit": 1000}, "model": {"num_classes": 5},
-                                                          "training": {"epochs": 4, "batch_size": 50}}))
+    config = write_config(
+        tmp_path,
+        "learn",
+        merge(
+            TINY, {"data": {"limit": 1000}, "model": {"num_classes": 5}, "training": {"epochs": 4, "batch_size": 50}}
+        ),
+    )
     assert cli("run", config, "--results", tmp_path / "r").exit_code == 0
     history = read_history(tmp_path / "r" / "learn" / "history.csv")
     assert history[-1]["loss"] < history[0]["loss"]
@@ -85,10 +143,12 @@ def test_completed_run_is_skipped_and_rerun_only_with_force(cli, tmp_path):
 
 
 def test_help_does_not_import_tensorflow():
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom regexp.cli import app\n"
-            "for args in ([], ['--help'], ['run', '--help'], ['sweep', '--help'], ['plot', '--help']):\n"
-            "    assert CliRunner().invoke(app, args).exit_code in (0, 2)\n"
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported TensorFlow'\n")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom regexp.cli import app\n"
+        "for args in ([], ['--help'], ['run', '--help'], ['sweep', '--help'], ['plot', '--help']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code in (0, 2)\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported TensorFlow'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

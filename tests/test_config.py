@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, REFERENCE_CONFIGS, write_config
 
 from regexp import results
 from regexp.config import (
@@ -15,6 +14,8 @@ from regexp.config import (
     validate,
 )
 from regexp.errors import ConfigError, ResultsError
+
+from conftest import CONFIGS, REFERENCE_CONFIGS, write_config
 
 
 def write(tmp_path: Path, text: str, name: str = "x") -> Path:
@@ -30,8 +31,15 @@ def test_defaults_are_the_reference_experiment(tmp_path):
         "regularizer": {"type": "none", "targets": [], "lambda": None, "l1": None, "l2": None, "layers": None},
         "data": {"dataset": "emnist", "split": "balanced", "path": None, "limit": None, "test_limit": None},
         "model": {"conv1_filters": 32, "conv2_filters": 64, "dense_units": 256, "dropout": 0.25, "num_classes": None},
-        "training": {"epochs": 25, "batch_size": 250, "validation_split": 0.2, "learning_rate": 0.001,
-                     "seed": 0, "precision": "auto", "fast_path": True},
+        "training": {
+            "epochs": 25,
+            "batch_size": 250,
+            "validation_split": 0.2,
+            "learning_rate": 0.001,
+            "seed": 0,
+            "precision": "auto",
+            "fast_path": True,
+        },
     }
 
 
@@ -61,17 +69,28 @@ def test_scientific_notation_reads_as_a_number(tmp_path):
         ("regularizer: {type: elasticnet, l1: 0.01}", "regularizer.l2: required for type elasticnet"),
         ("regularizer: {type: none, lambda: 0.01}", "regularizer.lambda: given with type none"),
         ("regularizer: {type: l2, targets: [kernel, kernel]}", "regularizer.targets: 'kernel' is listed twice"),
-        ("regularizer: {type: l2, targets: [weights]}", "regularizer.targets[0]: 'weights' is not one of kernel, bias, activity"),
+        (
+            "regularizer: {type: l2, targets: [weights]}",
+            "regularizer.targets[0]: 'weights' is not one of kernel, bias, activity",
+        ),
         ("training: {epochs: 0}", "training.epochs: must be at least 1"),
         ("training: {epochs: ten}", "training.epochs: expected an integer, got string 'ten'"),
         ("training: {validation_split: 1.0}", "training.validation_split: must be less than 1"),
         ("training: {batch_size: 0}", "training.batch_size: must be at least 1"),
-        ("data: {dataset: digits}\nmodel: {num_classes: 47}", "model.num_classes: 47 disagrees with the data: digits has 10 classes"),
+        (
+            "data: {dataset: digits}\nmodel: {num_classes: 47}",
+            "model.num_classes: 47 disagrees with the data: digits has 10 classes",
+        ),
         ("name: ../escape", "name: '../escape' is not a plain folder name"),
         ("training: {fast_path: yes}", "training.fast_path: expected true or false, got string 'yes'"),
-        ("regularizer: [{type: l2}, {type: l1, lamda: 0.1}]", "regularizer[1].lamda: unknown field; did you mean 'lambda'?"),
-        ("regularizer: [{type: l2}, {type: l1, strength: 0.1}]",
-         "regularizer[1].strength: unknown field; expected one of type, targets, lambda, l1, l2, layers"),
+        (
+            "regularizer: [{type: l2}, {type: l1, lamda: 0.1}]",
+            "regularizer[1].lamda: unknown field; did you mean 'lambda'?",
+        ),
+        (
+            "regularizer: [{type: l2}, {type: l1, strength: 0.1}]",
+            "regularizer[1].strength: unknown field; expected one of type, targets, lambda, l1, l2, layers",
+        ),
         ("regularizer: {type: l2, lambda_: 0.1}", "regularizer.lambda_: unknown field; did you mean 'lambda'?"),
         ("sweep: {training.epoch: [1, 2]}", "sweep.training.epoch: unknown field; did you mean 'training.epochs'?"),
     ],
@@ -87,8 +106,15 @@ def test_invalid_config_fails_with_one_line_naming_file_and_field(tmp_path, text
 
 def test_override_sets_and_type_checks_fields(tmp_path):
     path = write(tmp_path, "regularizer: {type: l2}\n")
-    config = load_config(path, ["data.limit=600", "data.dataset=synthetic", "model.num_classes=10", "training.epochs=2"])
-    assert (config.data.limit, config.data.dataset, config.model.num_classes, config.training.epochs) == (600, "synthetic", 10, 2)
+    config = load_config(
+        path, ["data.limit=600", "data.dataset=synthetic", "model.num_classes=10", "training.epochs=2"]
+    )
+    assert (config.data.limit, config.data.dataset, config.model.num_classes, config.training.epochs) == (
+        600,
+        "synthetic",
+        10,
+        2,
+    )
     with pytest.raises(ConfigError, match=r"\(with --set\): training.epochs: expected an integer"):
         load_config(path, ["training.epochs=many"])
     with pytest.raises(ConfigError, match="training.epoch: unknown field; did you mean 'epochs'"):
@@ -106,8 +132,12 @@ def test_config_hash_ignores_name_and_group_hash_ignores_seed(tmp_path):
 
 
 def test_grid_expands_into_product_with_shell_safe_names(tmp_path):
-    path = write(tmp_path, "regularizer: {type: l2}\nsweep:\n  regularizer.lambda: [0.001, 0.1]\n"
-                           "  regularizer.targets: [[kernel, bias], [activity]]\n  training.seed: [0, 1]\n", "grid")
+    path = write(
+        tmp_path,
+        "regularizer: {type: l2}\nsweep:\n  regularizer.lambda: [0.001, 0.1]\n"
+        "  regularizer.targets: [[kernel, bias], [activity]]\n  training.seed: [0, 1]\n",
+        "grid",
+    )
     specs = load_runs(path)
     assert [s.name for s in specs][:3] == [
         "grid__lambda-0.001__targets-kernel+bias__seed-0",
@@ -146,8 +176,10 @@ def test_fast_path_defaults_on_and_joins_the_config_hash(tmp_path):
 
 
 def test_unknown_key_in_a_nested_list_entry_comes_first_with_its_near_miss():
-    data = {"regularizer": [{"type": "l2"}, {"type": "l1", "targets": ["kernel"], "lamda": 0.1}],
-            "training": {"epochs": "ten"}}
+    data = {
+        "regularizer": [{"type": "l2"}, {"type": "l1", "targets": ["kernel"], "lamda": 0.1}],
+        "training": {"epochs": "ten"},
+    }
     with pytest.raises(ConfigError) as error:
         validate(data, "x.yaml", "x")
     assert str(error.value) == "x.yaml: regularizer[1].lamda: unknown field; did you mean 'lambda'?"
@@ -185,7 +217,10 @@ def test_seeds_option_repeats_each_config_over_seeds_and_keeps_a_grid_that_alrea
     assert [s.name for s in specs] == ["plain__seed-0", "plain__seed-1", "plain__seed-2"]
     assert [s.config.training.seed for s in specs] == [0, 1, 2]
     assert {s.group for s in specs} == {"plain"}  # the seeds of one config share its row in the report
-    grid = write_config(tmp_path, "grid", {"regularizer": {"type": "l2"},
-                                          "sweep": {"regularizer.lambda": [0.1, 0.2], "training.seed": [7, 8]}})
+    grid = write_config(
+        tmp_path,
+        "grid",
+        {"regularizer": {"type": "l2"}, "sweep": {"regularizer.lambda": [0.1, 0.2], "training.seed": [7, 8]}},
+    )
     assert [s.config.training.seed for s in load_runs(grid, seeds=3)] == [7, 8, 7, 8]
     assert len(load_runs(grid, seeds=None)) == len(load_runs(grid, seeds=3)) == 4

@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CONFIGS, REPO, TINY, merge, write_config
 
 from regexp.console import keep_line, tensorflow_lines_filtered
+
+from conftest import CONFIGS, REPO, TINY, merge, write_config
 
 TENSORFLOW_PREFIXES = ("I0000", "W0000", "E0000")
 
@@ -18,23 +19,41 @@ def regexp_command(*args, tmp_path) -> subprocess.CompletedProcess:
     """`regexp ARGS` in a fresh process with the real stderr and TensorFlow's default log level."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", "regexp", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "regexp", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
 
 
 def tensorflow_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith(TENSORFLOW_PREFIXES) or "cudart_stub" in line
-            or "absl::InitializeLog" in line]
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith(TENSORFLOW_PREFIXES) or "cudart_stub" in line or "absl::InitializeLog" in line
+    ]
 
 
 def test_the_demo_prints_no_tensorflow_log_lines_and_verbose_brings_them_back(tmp_path):
-    quiet = regexp_command("run", CONFIGS / "demo_digits.yaml", "--epochs", "1", "--results", tmp_path / "a",
-                           tmp_path=tmp_path)
+    quiet = regexp_command(
+        "run", CONFIGS / "demo_digits.yaml", "--epochs", "1", "--results", tmp_path / "a", tmp_path=tmp_path
+    )
     assert quiet.returncode == 0, quiet.stderr
     assert tensorflow_lines(quiet.stdout + quiet.stderr) == []
     assert "Test accuracy" in quiet.stdout
-    loud = regexp_command("--verbose", "run", CONFIGS / "demo_digits.yaml", "--epochs", "1", "--results",
-                          tmp_path / "b", tmp_path=tmp_path)
+    loud = regexp_command(
+        "--verbose",
+        "run",
+        CONFIGS / "demo_digits.yaml",
+        "--epochs",
+        "1",
+        "--results",
+        tmp_path / "b",
+        tmp_path=tmp_path,
+    )
     assert loud.returncode == 0, loud.stderr
     assert tensorflow_lines(loud.stderr) != []
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, merge, write_config
 from regexp.results import read_history
+
+from conftest import TINY, merge, write_config
 
 TINY5 = merge(TINY, {"model": {"num_classes": 5}})
 # Long enough that the test can act between its epochs: ~50 steps an epoch, 12 epochs.
@@ -29,8 +30,13 @@ def sweep_process(folder: Path, root: Path, log: Path) -> subprocess.Popen:
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with open(log, "ab") as out:
-            return subprocess.Popen([sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(root)],
-                                    stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            return subprocess.Popen(
+                [sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(root)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -66,8 +72,12 @@ def test_a_killed_sweep_resumes_where_it_stopped_and_loses_nothing(tmp_path):
     assert not (root / "b_second").exists()  # a killed run is never taken for a finished one
     first = (root / "a_first" / "metrics.json").read_text()
 
-    resumed = subprocess.run([sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(root)],
-                             capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    resumed = subprocess.run(
+        [sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(root)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "1 already completed, 1 to run" in resumed.stdout
     assert "resuming from its checkpoint" in resumed.stdout
@@ -109,8 +119,12 @@ def test_a_resumed_run_ends_with_the_same_numbers_as_one_never_interrupted(tmp_p
     process.wait()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     for root in (interrupted, uninterrupted):
-        done = subprocess.run([sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(root)],
-                              capture_output=True, text=True, env=env)
+        done = subprocess.run(
+            [sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(root)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
     resumed, whole = (json.loads((root / "run" / "metrics.json").read_text()) for root in (interrupted, uninterrupted))
     assert resumed["resumed_from_epoch"] >= 1 and whole["resumed_from_epoch"] is None
@@ -135,8 +149,12 @@ SAME_NUMBERS = ("status", "epochs_run", "test_loss", "test_accuracy", "sparsity"
 
 
 def run_to_the_end(config: Path, root: Path) -> dict:
-    done = subprocess.run([sys.executable, "-m", "regexp", "run", str(config), "--results", str(root)],
-                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    done = subprocess.run(
+        [sys.executable, "-m", "regexp", "run", str(config), "--results", str(root)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads((root / "run" / "metrics.json").read_text())
 
@@ -146,9 +164,18 @@ def test_runs_killed_at_random_moments_resume_to_the_numbers_of_a_run_never_inte
     """Eight trials, each SIGKILLed once and resumed: odd trials while the checkpoint of a
     random epoch is being written (its temporary file is there, the file itself not yet),
     even trials at a random moment after the first checkpoint."""
-    config = write_config(tmp_path, "run", merge(TINY5, {"data": {"limit": 1000, "test_limit": 100},
-                                                         "regularizer": {"type": "l2", "targets": ["activity"]},
-                                                         "training": {"epochs": 5, "batch_size": 50}}))
+    config = write_config(
+        tmp_path,
+        "run",
+        merge(
+            TINY5,
+            {
+                "data": {"limit": 1000, "test_limit": 100},
+                "regularizer": {"type": "l2", "targets": ["activity"]},
+                "training": {"epochs": 5, "batch_size": 50},
+            },
+        ),
+    )
     whole = run_to_the_end(config, tmp_path / "uninterrupted")
     expected_history = (tmp_path / "uninterrupted" / "run" / "history.csv").read_text()
     rng = random.Random(14)
@@ -157,16 +184,22 @@ def test_runs_killed_at_random_moments_resume_to_the_numbers_of_a_run_never_inte
         root = tmp_path / f"trial{trial}"
         checkpoints = root / ".inprogress" / "run" / "checkpoint"
         with open(tmp_path / f"trial{trial}.log", "wb") as out:
-            process = subprocess.Popen([sys.executable, "-c", SLOW_FSYNC_CHILD, "run", str(config), "--results", str(root)],
-                                       stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            process = subprocess.Popen(
+                [sys.executable, "-c", SLOW_FSYNC_CHILD, "run", str(config), "--results", str(root)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         try:
             if trial % 2:
                 epoch = rng.randint(1, 4)
                 temporary = wait_for(checkpoints, f".epoch-{epoch:04d}.npz.*.tmp", process, poll=0.01)
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-                assert temporary.exists() and not (checkpoints / f"epoch-{epoch:04d}.npz").exists(), \
+                assert temporary.exists() and not (checkpoints / f"epoch-{epoch:04d}.npz").exists(), (
                     "the kill missed the checkpoint's write"
+                )
             else:
                 wait_for(checkpoints, FIRST_CHECKPOINT, process)
                 time.sleep(rng.uniform(0, 2.5))
@@ -186,8 +219,13 @@ def test_runs_killed_at_random_moments_resume_to_the_numbers_of_a_run_never_inte
 
 
 def test_same_config_and_seed_give_the_same_numbers(cli, tmp_path):
-    config = write_config(tmp_path, "det", merge(TINY5, {"regularizer": {"type": "l2", "targets": ["activity"]},
-                                                         "training": {"epochs": 2, "batch_size": 50}}))
+    config = write_config(
+        tmp_path,
+        "det",
+        merge(
+            TINY5, {"regularizer": {"type": "l2", "targets": ["activity"]}, "training": {"epochs": 2, "batch_size": 50}}
+        ),
+    )
     for root in ("one", "two"):
         assert cli("run", config, "--results", tmp_path / root).exit_code == 0
     a, b = (json.loads((tmp_path / r / "det" / "metrics.json").read_text()) for r in ("one", "two"))

@@ -31,19 +31,40 @@ def good_run(root: Path, name: str, accuracy: float = 0.8, epochs: int = 3, stat
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(f"name: {name}\n")
     if status != "failed":
-        rows = [{"epoch": e, "loss": 1.0 / e, "accuracy": accuracy * e / epochs, "val_loss": 1.1 / e,
-                 "val_accuracy": accuracy * e / epochs - 0.01} for e in range(1, epochs + 1)]
+        rows = [
+            {
+                "epoch": e,
+                "loss": 1.0 / e,
+                "accuracy": accuracy * e / epochs,
+                "val_loss": 1.1 / e,
+                "val_accuracy": accuracy * e / epochs - 0.01,
+            }
+            for e in range(1, epochs + 1)
+        ]
         (folder / "history.csv").write_text(history_csv(rows))
     done = status == "completed"
-    write_json_atomic(folder / "metrics.json", {
-        "run": name, "group": name, "group_hash": name, "config_hash": f"hash-{name}", "seed": 0, "status": status,
-        "test_accuracy": accuracy if done else None, "test_loss": 1.0 - accuracy if done else None,
-        "epochs_run": epochs if status != "failed" else 0, "best_val_accuracy": accuracy - 0.01 if done else None,
-        "best_epoch": epochs if done else None, "sparsity": {"overall": 0.1} if done else None,
-        "regularizer": [{"type": "l2", "targets": ["kernel", "bias"], "lambda": 0.01, "l1": None, "l2": None,
-                         "layers": None}],
-        "data": {"description": "synthetic"}, **({"error": "RuntimeError: boom"} if status == "failed" else {}),
-    })
+    write_json_atomic(
+        folder / "metrics.json",
+        {
+            "run": name,
+            "group": name,
+            "group_hash": name,
+            "config_hash": f"hash-{name}",
+            "seed": 0,
+            "status": status,
+            "test_accuracy": accuracy if done else None,
+            "test_loss": 1.0 - accuracy if done else None,
+            "epochs_run": epochs if status != "failed" else 0,
+            "best_val_accuracy": accuracy - 0.01 if done else None,
+            "best_epoch": epochs if done else None,
+            "sparsity": {"overall": 0.1} if done else None,
+            "regularizer": [
+                {"type": "l2", "targets": ["kernel", "bias"], "lambda": 0.01, "l1": None, "l2": None, "layers": None}
+            ],
+            "data": {"description": "synthetic"},
+            **({"error": "RuntimeError: boom"} if status == "failed" else {}),
+        },
+    )
     return folder
 
 
@@ -70,7 +91,7 @@ def _set_cell(lines, row: int, column: str, value: str):
 
 def _drop_column(lines, column: str):
     index = lines[0].index(column)
-    return [cells[:index] + cells[index + 1:] for cells in lines]
+    return [cells[:index] + cells[index + 1 :] for cells in lines]
 
 
 def _replace_with_file(folder: Path) -> None:
@@ -86,50 +107,102 @@ def _truncate(path: Path) -> None:
 # name: (how to damage a good run folder with 3 epochs, the file named in the problem, what the line says)
 DAMAGES = {
     "metrics_truncated": (lambda f: _truncate(f / "metrics.json"), "metrics.json", "not valid JSON: it ends early"),
-    "metrics_garbled": (lambda f: (f / "metrics.json").write_text('{"run": "x", "status" "completed"}'),
-                        "metrics.json", "not valid JSON (Expecting ':' delimiter, line 1 column 23)"),
+    "metrics_garbled": (
+        lambda f: (f / "metrics.json").write_text('{"run": "x", "status" "completed"}'),
+        "metrics.json",
+        "not valid JSON (Expecting ':' delimiter, line 1 column 23)",
+    ),
     "metrics_empty": (lambda f: (f / "metrics.json").write_text(""), "metrics.json", "is empty"),
-    "metrics_not_an_object": (lambda f: (f / "metrics.json").write_text("[1, 2]\n"), "metrics.json",
-                              "holds a JSON list, not an object"),
+    "metrics_not_an_object": (
+        lambda f: (f / "metrics.json").write_text("[1, 2]\n"),
+        "metrics.json",
+        "holds a JSON list, not an object",
+    ),
     "metrics_missing": (lambda f: (f / "metrics.json").unlink(), "metrics.json", "missing"),
-    "metrics_not_utf8": (lambda f: (f / "metrics.json").write_bytes(b'{"run": "\xff"}'), "metrics.json",
-                         "not UTF-8 text"),
-    "metrics_nan": (lambda f: (f / "metrics.json").write_text('{"run": "x", "status": "completed", "test_loss": NaN}'),
-                    "metrics.json", "NaN is not valid JSON"),
-    "metrics_status_unknown": (lambda f: _edit_metrics(f, lambda m: m.update(status="done")), "metrics.json",
-                               "status: 'done' is not one of completed, diverged, failed"),
-    "metrics_accuracy_text": (lambda f: _edit_metrics(f, lambda m: m.update(test_accuracy="high")), "metrics.json",
-                              "test_accuracy: 'high' is not a number"),
-    "metrics_run_number": (lambda f: _edit_metrics(f, lambda m: m.update(run=7)), "metrics.json",
-                           "run: 7 is not a run name"),
+    "metrics_not_utf8": (
+        lambda f: (f / "metrics.json").write_bytes(b'{"run": "\xff"}'),
+        "metrics.json",
+        "not UTF-8 text",
+    ),
+    "metrics_nan": (
+        lambda f: (f / "metrics.json").write_text('{"run": "x", "status": "completed", "test_loss": NaN}'),
+        "metrics.json",
+        "NaN is not valid JSON",
+    ),
+    "metrics_status_unknown": (
+        lambda f: _edit_metrics(f, lambda m: m.update(status="done")),
+        "metrics.json",
+        "status: 'done' is not one of completed, diverged, failed",
+    ),
+    "metrics_accuracy_text": (
+        lambda f: _edit_metrics(f, lambda m: m.update(test_accuracy="high")),
+        "metrics.json",
+        "test_accuracy: 'high' is not a number",
+    ),
+    "metrics_run_number": (
+        lambda f: _edit_metrics(f, lambda m: m.update(run=7)),
+        "metrics.json",
+        "run: 7 is not a run name",
+    ),
     "metrics_no_status": (lambda f: _edit_metrics(f, lambda m: m.pop("status")), "metrics.json", "status: missing"),
-    "metrics_no_test_accuracy": (lambda f: _edit_metrics(f, lambda m: m.pop("test_accuracy")), "metrics.json",
-                                 "test_accuracy: missing (the run is completed)"),
-    "metrics_sparsity_list": (lambda f: _edit_metrics(f, lambda m: m.update(sparsity=[0.1])), "metrics.json",
-                              "sparsity: [0.1] is not an object with a number 'overall'"),
+    "metrics_no_test_accuracy": (
+        lambda f: _edit_metrics(f, lambda m: m.pop("test_accuracy")),
+        "metrics.json",
+        "test_accuracy: missing (the run is completed)",
+    ),
+    "metrics_sparsity_list": (
+        lambda f: _edit_metrics(f, lambda m: m.update(sparsity=[0.1])),
+        "metrics.json",
+        "sparsity: [0.1] is not an object with a number 'overall'",
+    ),
     "metrics_regularizer_bad_lambda": (
-        lambda f: _edit_metrics(f, lambda m: m["regularizer"][0].update({"lambda": "big"})), "metrics.json",
-        "regularizer[0].lambda: 'big' is not a number"),
-    "history_bad_row": (lambda f: _edit_history(f, lambda lines: _set_cell(lines, 3, "loss", "abc")), "history.csv",
-                        "row 3: 'abc' is not a number (column loss)"),
+        lambda f: _edit_metrics(f, lambda m: m["regularizer"][0].update({"lambda": "big"})),
+        "metrics.json",
+        "regularizer[0].lambda: 'big' is not a number",
+    ),
+    "history_bad_row": (
+        lambda f: _edit_history(f, lambda lines: _set_cell(lines, 3, "loss", "abc")),
+        "history.csv",
+        "row 3: 'abc' is not a number (column loss)",
+    ),
     "history_empty": (lambda f: (f / "history.csv").write_text(""), "history.csv", "is empty"),
     "history_no_header": (lambda f: _edit_history(f, lambda lines: lines[1:]), "history.csv", "no header row"),
-    "history_missing_column": (lambda f: _edit_history(f, lambda lines: _drop_column(lines, "accuracy")),
-                               "history.csv", "column 'accuracy' is missing"),
-    "history_extra_column": (lambda f: _edit_history(f, lambda lines: [c + (["lr"] if i == 0 else ["0.1"])
-                                                                       for i, c in enumerate(lines)]),
-                             "history.csv", "unknown column 'lr'"),
+    "history_missing_column": (
+        lambda f: _edit_history(f, lambda lines: _drop_column(lines, "accuracy")),
+        "history.csv",
+        "column 'accuracy' is missing",
+    ),
+    "history_extra_column": (
+        lambda f: _edit_history(f, lambda lines: [c + (["lr"] if i == 0 else ["0.1"]) for i, c in enumerate(lines)]),
+        "history.csv",
+        "unknown column 'lr'",
+    ),
     "history_missing": (lambda f: (f / "history.csv").unlink(), "history.csv", "missing (the run is completed)"),
-    "history_epochs_skip": (lambda f: _edit_history(f, lambda lines: _set_cell(lines, 3, "epoch", "4")),
-                            "history.csv", "row 3: epoch 4, expected 3"),
-    "history_epoch_fraction": (lambda f: _edit_history(f, lambda lines: _set_cell(lines, 1, "epoch", "1.5")),
-                               "history.csv", "row 1: epoch '1.5' is not a whole number"),
-    "history_short_row": (lambda f: _edit_history(f, lambda lines: lines[:2] + [lines[2][:3]] + lines[3:]),
-                          "history.csv", "row 2: 3 values, the header has 5 columns"),
-    "history_no_loss_value": (lambda f: _edit_history(f, lambda lines: _set_cell(lines, 2, "loss", "")),
-                              "history.csv", "row 2: no value in column loss"),
-    "history_cut_short": (lambda f: _edit_history(f, lambda lines: lines[:3]), "history.csv",
-                          "2 epochs, but metrics.json says epochs_run 3"),
+    "history_epochs_skip": (
+        lambda f: _edit_history(f, lambda lines: _set_cell(lines, 3, "epoch", "4")),
+        "history.csv",
+        "row 3: epoch 4, expected 3",
+    ),
+    "history_epoch_fraction": (
+        lambda f: _edit_history(f, lambda lines: _set_cell(lines, 1, "epoch", "1.5")),
+        "history.csv",
+        "row 1: epoch '1.5' is not a whole number",
+    ),
+    "history_short_row": (
+        lambda f: _edit_history(f, lambda lines: lines[:2] + [lines[2][:3]] + lines[3:]),
+        "history.csv",
+        "row 2: 3 values, the header has 5 columns",
+    ),
+    "history_no_loss_value": (
+        lambda f: _edit_history(f, lambda lines: _set_cell(lines, 2, "loss", "")),
+        "history.csv",
+        "row 2: no value in column loss",
+    ),
+    "history_cut_short": (
+        lambda f: _edit_history(f, lambda lines: lines[:3]),
+        "history.csv",
+        "2 epochs, but metrics.json says epochs_run 3",
+    ),
     "history_truncated_mid_row": (lambda f: _truncate(f / "history.csv"), "history.csv", "row "),
     "run_folder_is_a_file": (_replace_with_file, "", "is a file, not a run folder"),
 }
@@ -327,8 +400,14 @@ def snapshot(path: Path) -> dict[str, bytes]:
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
-RETRAINED = ["metrics_truncated", "metrics_empty", "history_bad_row", "history_missing_column",
-             "history_cut_short", "run_folder_is_a_file"]
+RETRAINED = [
+    "metrics_truncated",
+    "metrics_empty",
+    "history_bad_row",
+    "history_missing_column",
+    "history_cut_short",
+    "run_folder_is_a_file",
+]
 
 
 def test_sweep_trains_damaged_runs_again_keeping_the_damaged_copies_byte_for_byte(cli, tmp_path):

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import emnist_fixtures as fx
 from regexp.data import cache, emnist, idx
 from regexp.errors import DataError
+
+import emnist_fixtures as fx
 
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = {"127.0.0.1", "localhost"}

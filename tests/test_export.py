@@ -12,13 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, TINY, merge, write_config
 
 from regexp.config import load_config, to_yaml
 from regexp.flatten import flatten
 
-MIXED = [{"type": "l2", "targets": ["kernel"], "lambda": 0.01, "layers": ["conv"]},
-         {"type": "l1", "targets": ["activity"], "lambda": 0.001, "layers": ["dense1"]}]
+from conftest import REPO, TINY, merge, write_config
+
+MIXED = [
+    {"type": "l2", "targets": ["kernel"], "lambda": 0.01, "layers": ["conv"]},
+    {"type": "l1", "targets": ["activity"], "lambda": 0.001, "layers": ["dense1"]},
+]
 
 
 def saved_run(root: Path, name: str, config: dict, metrics: dict, history: str | None = None) -> None:
@@ -40,17 +43,40 @@ def root(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("export")
     root = tmp / "results"
-    config = write_config(tmp / "cfg", "trained", merge(TINY, {"regularizer": {"type": "l2", "lambda": 0.05},
-                                                               "model": {"num_classes": 10}}))
+    config = write_config(
+        tmp / "cfg",
+        "trained",
+        merge(TINY, {"regularizer": {"type": "l2", "lambda": 0.05}, "model": {"num_classes": 10}}),
+    )
     assert CliRunner().invoke(app, ["run", str(config), "--results", str(root)]).exit_code == 0
-    saved_run(root, "mixed", {"regularizer": MIXED, "data": {"dataset": "digits"}},
-              {"run": "mixed", "status": "completed", "test_accuracy": 0.5, "test_loss": 1.25,
-               "sparsity": {"overall": 0.1, "layers": {"conv1": 0.0, "dense1": 0.2}}, "wall_time_s": 3.5,
-               "epochs_run": 1, "versions": {"regexp": "0.1.0", "tensorflow": "2.21.0"}},
-              "epoch,loss,accuracy,val_loss,val_accuracy\n1,1.5,0.4,1.3,0.45\n")
-    saved_run(root, "broken", {"data": {"dataset": "digits"}},
-              {"run": "broken", "status": "failed", "error": "ValueError: boom", "traceback": "Traceback:\n  line 1\n",
-               "wall_time_s": 0.5})
+    saved_run(
+        root,
+        "mixed",
+        {"regularizer": MIXED, "data": {"dataset": "digits"}},
+        {
+            "run": "mixed",
+            "status": "completed",
+            "test_accuracy": 0.5,
+            "test_loss": 1.25,
+            "sparsity": {"overall": 0.1, "layers": {"conv1": 0.0, "dense1": 0.2}},
+            "wall_time_s": 3.5,
+            "epochs_run": 1,
+            "versions": {"regexp": "0.1.0", "tensorflow": "2.21.0"},
+        },
+        "epoch,loss,accuracy,val_loss,val_accuracy\n1,1.5,0.4,1.3,0.45\n",
+    )
+    saved_run(
+        root,
+        "broken",
+        {"data": {"dataset": "digits"}},
+        {
+            "run": "broken",
+            "status": "failed",
+            "error": "ValueError: boom",
+            "traceback": "Traceback:\n  line 1\n",
+            "wall_time_s": 0.5,
+        },
+    )
     (root / "unreadable").mkdir()
     (root / "unreadable" / "metrics.json").write_text("{not json")
     return root
@@ -58,8 +84,13 @@ def root(tmp_path_factory):
 
 def export(*args) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "regexp", "export", *map(str, args)],
-                          capture_output=True, text=True, env=env, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "regexp", "export", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
 
 
 def test_one_row_per_run_with_every_metric_equal_to_metrics_json(root):
@@ -114,14 +145,23 @@ def test_json_has_the_same_rows_and_output_goes_to_a_file(root, tmp_path):
 
 
 def test_export_does_not_import_tensorflow(root):
-    code = ("import sys\nfrom regexp.cli import app\ntry:\n    app(['export', sys.argv[1]])\nexcept SystemExit:\n    pass\n"
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported'\n")
-    done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    code = (
+        "import sys\nfrom regexp.cli import app\ntry:\n    app(['export', sys.argv[1]])\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(root)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
     assert done.returncode == 0 and "run,status" in done.stdout, done.stderr
 
 
 def test_a_root_without_runs_is_one_line_and_exit_2(tmp_path):
     done = export(tmp_path)
-    assert done.returncode == 2 and done.stderr.strip() == f"error: {tmp_path}: no readable runs here " \
-                                                           "(a run folder holds a metrics.json)"
+    assert (
+        done.returncode == 2
+        and done.stderr.strip() == f"error: {tmp_path}: no readable runs here (a run folder holds a metrics.json)"
+    )

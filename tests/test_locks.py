@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, lock_held_elsewhere, merge, write_config
 from regexp import runner
 from regexp.config import load_runs
 from regexp.locks import RunLock, RunLocked, lock_path
 from regexp.runner import SKIPPED, run_experiment
+
+from conftest import TINY, lock_held_elsewhere, merge, write_config
 
 TINY5 = merge(TINY, {"model": {"num_classes": 5}})
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -26,7 +27,7 @@ def status_rows(output: str) -> dict[str, str]:
     lines = output.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("run ") and "status" in line)
     rows = {}
-    for line in lines[header + 1:]:
+    for line in lines[header + 1 :]:
         if line.startswith("Summary: "):
             break
         name, rest = line.split(None, 1)
@@ -52,12 +53,19 @@ def test_run_on_a_run_being_trained_elsewhere_exits_2_in_one_line_naming_pid_and
     config = write_config(tmp_path, "busy", TINY5)
     root = tmp_path / "results"
     with lock_held_elsewhere(root, "busy") as holder:
-        done = subprocess.run([sys.executable, "-m", "regexp", "run", str(config), "--results", str(root)],
-                              capture_output=True, text=True, env=ENV, timeout=300, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "regexp", "run", str(config), "--results", str(root)],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=300,
+            check=False,
+        )
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    assert done.stderr.startswith(f"error: {root / 'busy'}: being trained by another process "
-                                  f"(pid {holder.pid} on {socket.gethostname()})")
+    assert done.stderr.startswith(
+        f"error: {root / 'busy'}: being trained by another process (pid {holder.pid} on {socket.gethostname()})"
+    )
     assert not (root / "busy").exists() and not (root / ".inprogress").exists()
 
 
@@ -97,8 +105,13 @@ def test_a_run_another_process_completed_meanwhile_is_skipped_not_trained_again(
 
 
 def start_sweep(folder: Path, root: Path, *options: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(root), *options],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    return subprocess.Popen(
+        [sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(root), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+    )
 
 
 def test_two_sweeps_on_one_root_train_every_run_exactly_once_and_both_end_with_a_summary(tmp_path):

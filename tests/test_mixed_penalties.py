@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from conftest import CONFIGS
 from regexp.config import load_config, validate
 from regexp.errors import ConfigError
+
+from conftest import CONFIGS
 
 keras = pytest.importorskip("keras")
 from regexp import model as model_lib  # noqa: E402
@@ -41,21 +42,31 @@ def test_mixed_example_puts_l2_on_conv_kernels_and_l1_on_dense1_activity_only():
 def test_dense_only_example_leaves_the_convolutions_free():
     model = model_lib.build_model(load_config(CONFIGS / "l2_dense_only.yaml"), 47)
     l2 = ("L2", {"l2": 0.01})
-    assert placement(model) == {"conv1": {}, "conv2": {}, "dense1": {"kernel": l2, "bias": l2},
-                                "dense2": {"kernel": l2, "bias": l2}}
+    assert placement(model) == {
+        "conv1": {},
+        "conv2": {},
+        "dense1": {"kernel": l2, "bias": l2},
+        "dense2": {"kernel": l2, "bias": l2},
+    }
 
 
-MIXED = {"regularizer": [
-    {"type": "elasticnet", "targets": ["kernel"], "l1": 0.01, "l2": 0.02},
-    {"type": "l2", "targets": ["activity"], "lambda": 0.003, "layers": ["conv1", "dense"]},
-    {"type": "l1", "targets": ["bias"], "lambda": 0.05, "layers": ["conv2"]},
-]}
+MIXED = {
+    "regularizer": [
+        {"type": "elasticnet", "targets": ["kernel"], "l1": 0.01, "l2": 0.02},
+        {"type": "l2", "targets": ["activity"], "lambda": 0.003, "layers": ["conv1", "dense"]},
+        {"type": "l1", "targets": ["bias"], "lambda": 0.05, "layers": ["conv2"]},
+    ]
+}
 
 
 def expected_penalty(model, x: np.ndarray) -> float:
     """The penalty computed from the weights and activations with numpy, independently of Keras."""
-    def l1(v): return float(np.abs(v).sum())
-    def l2(v): return float(np.square(v).sum())
+
+    def l1(v):
+        return float(np.abs(v).sum())
+
+    def l2(v):
+        return float(np.square(v).sum())
 
     total = 0.0
     for name in LAYERS:
@@ -77,8 +88,10 @@ def test_total_regularization_loss_equals_the_sum_computed_from_weights_and_acti
     assert keras_total == pytest.approx(expected_penalty(model, x), rel=1e-5)
 
 
-@pytest.mark.parametrize("penalty", [{"type": "l1", "lambda": 0.02}, {"type": "l2", "lambda": 0.03},
-                                     {"type": "elasticnet", "l1": 0.01, "l2": 0.04}])
+@pytest.mark.parametrize(
+    "penalty",
+    [{"type": "l1", "lambda": 0.02}, {"type": "l2", "lambda": 0.03}, {"type": "elasticnet", "l1": 0.01, "l2": 0.04}],
+)
 def test_fast_and_stock_paths_add_the_same_penalty_on_the_same_weights_and_inputs(penalty):
     config = validate({"regularizer": {**penalty, "targets": ["kernel", "bias", "activity"]}}, "p.yaml", "p")
     stock = model_lib.build_model(config, 10, "float32", fast_path=False)
@@ -101,21 +114,31 @@ def test_fast_and_stock_paths_add_the_same_penalty_on_the_same_weights_and_input
 def test_penalties_per_layer_are_recorded_for_metrics_and_model_txt():
     config = validate(MIXED, "mixed.yaml", "mixed")
     summary = model_lib.penalty_summary(config)
-    assert summary["conv2"] == [{"target": "kernel", "type": "elasticnet", "l1": 0.01, "l2": 0.02},
-                                {"target": "bias", "type": "l1", "lambda": 0.05}]
+    assert summary["conv2"] == [
+        {"target": "kernel", "type": "elasticnet", "l1": 0.01, "l2": 0.02},
+        {"target": "bias", "type": "l1", "lambda": 0.05},
+    ]
     assert summary["conv1"][1] == {"target": "activity", "type": "l2", "lambda": 0.003}
     text = model_lib.model_summary(model_lib.build_model(config, 10), config)
     assert "conv2: l1 on bias (lambda=0.05)" in text and "dense2: l2 on activity (lambda=0.003)" in text
 
 
-@pytest.mark.parametrize("regularizer, message", [
-    ([{"type": "l2", "layers": ["conv3"]}], "regularizer[0].layers: 'conv3' is not a layer name or kind; valid: conv1, conv2, dense1, dense2, conv, dense"),
-    ([], "regularizer: empty list"),
-    ([{"type": "l2", "layers": []}], "regularizer[0].layers: empty"),
-    ([{"type": "l2"}, {"type": "l2"}], "regularizer[1]: repeats regularizer[0]"),
-    ([{"type": "l2", "layers": ["conv"]}, {"type": "l1", "layers": ["conv1"]}],
-     "regularizer[1]: conv1 kernel already carries regularizer[0]"),
-])
+@pytest.mark.parametrize(
+    "regularizer, message",
+    [
+        (
+            [{"type": "l2", "layers": ["conv3"]}],
+            "regularizer[0].layers: 'conv3' is not a layer name or kind; valid: conv1, conv2, dense1, dense2, conv, dense",
+        ),
+        ([], "regularizer: empty list"),
+        ([{"type": "l2", "layers": []}], "regularizer[0].layers: empty"),
+        ([{"type": "l2"}, {"type": "l2"}], "regularizer[1]: repeats regularizer[0]"),
+        (
+            [{"type": "l2", "layers": ["conv"]}, {"type": "l1", "layers": ["conv1"]}],
+            "regularizer[1]: conv1 kernel already carries regularizer[0]",
+        ),
+    ],
+)
 def test_list_form_is_validated_as_strictly_as_the_single_form(regularizer, message):
     with pytest.raises(ConfigError) as error:
         validate({"regularizer": regularizer}, "x.yaml", "x")
@@ -125,8 +148,16 @@ def test_list_form_is_validated_as_strictly_as_the_single_form(regularizer, mess
 def test_the_same_penalty_twice_on_one_target_is_refused_not_added():
     """Decided: two entries on the same target of a layer are refused; merge them into one entry."""
     with pytest.raises(ConfigError, match="one penalty per target of a layer"):
-        validate({"regularizer": [{"type": "l1", "targets": ["activity"]},
-                                  {"type": "l2", "targets": ["activity"], "layers": ["dense1"]}]}, "x.yaml", "x")
+        validate(
+            {
+                "regularizer": [
+                    {"type": "l1", "targets": ["activity"]},
+                    {"type": "l2", "targets": ["activity"], "layers": ["dense1"]},
+                ]
+            },
+            "x.yaml",
+            "x",
+        )
 
 
 def test_mixed_examples_run_end_to_end_through_sweep_and_show_in_the_summary(cli, tmp_path):
@@ -137,14 +168,26 @@ def test_mixed_examples_run_end_to_end_through_sweep_and_show_in_the_summary(cli
     folder.mkdir()
     for name in ("mixed_l2_conv_kernels_l1_dense_activity", "l2_dense_only"):
         shutil.copy(CONFIGS / f"{name}.yaml", folder)
-    tiny = ["--set", "data.dataset=synthetic", "--set", "data.limit=300", "--set", "data.test_limit=100",
-            "--set", "training.batch_size=50", "--epochs", "1"]
+    tiny = [
+        "--set",
+        "data.dataset=synthetic",
+        "--set",
+        "data.limit=300",
+        "--set",
+        "data.test_limit=100",
+        "--set",
+        "training.batch_size=50",
+        "--epochs",
+        "1",
+    ]
     result = cli("sweep", folder, "--results", tmp_path / "results", *tiny)
     assert result.exit_code == 0, result.output
     with open(tmp_path / "results" / "summary.csv") as f:
         rows = {row["config"]: row for row in csv.DictReader(f)}
-    assert rows["mixed_l2_conv_kernels_l1_dense_activity"]["regularizer"] == \
-        "l2 0.01 on kernel of conv; l1 0.001 on activity of dense1"
+    assert (
+        rows["mixed_l2_conv_kernels_l1_dense_activity"]["regularizer"]
+        == "l2 0.01 on kernel of conv; l1 0.001 on activity of dense1"
+    )
     assert rows["l2_dense_only"]["regularizer"] == "l2 0.01 on kernel+bias of dense"
     model_txt = (tmp_path / "results" / "l2_dense_only" / "model.txt").read_text()
     assert "conv1: none" in model_txt and "dense2: l2 on bias (lambda=0.01)" in model_txt

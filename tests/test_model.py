@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, REFERENCE_CONFIGS, TINY, merge, write_config
 from regexp.config import load_config, validate
 from regexp.results import read_history
+
+from conftest import CONFIGS, REFERENCE_CONFIGS, TINY, merge, write_config
 
 keras = pytest.importorskip("keras")
 from regexp import model as model_lib  # noqa: E402
@@ -32,7 +33,10 @@ EXPECTED_PENALTIES = {
     "l2_kernel_bias": {"kernel": ("L2", {"l2": 0.01}), "bias": ("L2", {"l2": 0.01})},
     "l2_activity": {"activity": ("L2", {"l2": 0.01})},
     "l2_activity_extended": {"activity": ("L2", {"l2": 0.10})},
-    "elasticnet_kernel_bias": {"kernel": ("L1L2", {"l1": 0.01, "l2": 0.01}), "bias": ("L1L2", {"l1": 0.01, "l2": 0.01})},
+    "elasticnet_kernel_bias": {
+        "kernel": ("L1L2", {"l1": 0.01, "l2": 0.01}),
+        "bias": ("L1L2", {"l1": 0.01, "l2": 0.01}),
+    },
     "elasticnet_activity": {"activity": ("L1L2", {"l1": 0.01, "l2": 0.01})},
 }
 
@@ -53,8 +57,10 @@ def carried_penalties(layer) -> dict:
 @pytest.mark.parametrize("fast_path", [True, False])
 def test_architecture_matches_the_reference(fast_path):
     model = model_lib.build_model(load_config(CONFIGS / "none.yaml"), 47, fast_path=fast_path)
-    expected = [(name, "Dropout" if kind == "RandomBitsDropout" and not fast_path else kind, shape)
-                for name, kind, shape in REFERENCE_LAYERS]
+    expected = [
+        (name, "Dropout" if kind == "RandomBitsDropout" and not fast_path else kind, shape)
+        for name, kind, shape in REFERENCE_LAYERS
+    ]
     assert [(layer.name, type(layer).__name__, tuple(layer.output.shape)) for layer in model.layers[1:]] == expected
     assert model.count_params() == 440_751
     assert model.get_layer("drop1").rate == 0.25
@@ -64,7 +70,10 @@ def test_without_the_fast_path_every_layer_and_penalty_is_stock_keras():
     config = load_config(CONFIGS / "elasticnet_activity.yaml").model_copy(deep=True)
     config.training.fast_path = False
     model = model_lib.build_model(config, 47)
-    assert type(model.get_layer("drop1")) is keras.layers.Dropout and type(model.get_layer("drop2")) is keras.layers.Dropout
+    assert (
+        type(model.get_layer("drop1")) is keras.layers.Dropout
+        and type(model.get_layer("drop2")) is keras.layers.Dropout
+    )
     for name in ("conv1", "conv2", "dense1", "dense2"):
         assert type(model.get_layer(name).activity_regularizer) is keras.regularizers.L1L2
     fast = model_lib.build_model(load_config(CONFIGS / "elasticnet_activity.yaml"), 47)
@@ -91,8 +100,12 @@ def test_mixed_precision_keeps_the_output_layer_in_float32():
 def test_installed_keras_averages_activity_penalty_over_the_batch(fast_path):
     """A guard on the keras>=3.14 pin: Keras divides an activity penalty by the batch size
     itself (the reference's semantics), for the stock regularizer and for ActivityPenalty."""
-    layer = keras.layers.Dense(3, kernel_initializer="ones", use_bias=False,
-                               activity_regularizer=speedups.activity_regularizer(keras.regularizers.L2(0.01), fast_path))
+    layer = keras.layers.Dense(
+        3,
+        kernel_initializer="ones",
+        use_bias=False,
+        activity_regularizer=speedups.activity_regularizer(keras.regularizers.L2(0.01), fast_path),
+    )
     one = np.ones((1, 2), "float32")
     layer(one)
     single = float(layer.losses[0])
@@ -152,7 +165,6 @@ def test_random_bits_dropout_refuses_a_noise_shape():
         speedups.RandomBitsDropout(0.25, noise_shape=(None, 1, 1, 32))
 
 
-
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("l1, l2", [(0.01, 0.0), (0.0, 0.1), (0.01, 0.02)])
 def test_fused_penalty_value_and_gradient_match_the_formula(dtype, l1, l2):
@@ -165,18 +177,27 @@ def test_fused_penalty_value_and_gradient_match_the_formula(dtype, l1, l2):
         value = speedups.fused_penalty(l1, l2)(x) * 0.5  # an upstream gradient other than 1
     gradient = tape.gradient(value, x)
     assert gradient.dtype == x.dtype
-    assert float(value) == pytest.approx(0.5 * (l1 * np.abs(reference).sum() + l2 * (reference ** 2).sum()), rel=1e-5)
+    assert float(value) == pytest.approx(0.5 * (l1 * np.abs(reference).sum() + l2 * (reference**2).sum()), rel=1e-5)
     expected = 0.5 * (l1 * np.sign(reference) + 2 * l2 * reference)
-    np.testing.assert_allclose(np.asarray(tf.cast(gradient, tf.float64)), expected, rtol=1e-2 if dtype == "bfloat16" else 1e-6,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(tf.cast(gradient, tf.float64)), expected, rtol=1e-2 if dtype == "bfloat16" else 1e-6, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("fast_path", [True, False])
 def test_both_paths_train_and_record_which_one_they_used(cli, tmp_path, fast_path):
-    config = write_config(tmp_path, "path", merge(TINY, {"regularizer": {"type": "l2", "targets": ["activity"]},
-                                                         "model": {"num_classes": 10},
-                                                         "training": {"epochs": 2, "batch_size": 50,
-                                                                      "fast_path": fast_path}}))
+    config = write_config(
+        tmp_path,
+        "path",
+        merge(
+            TINY,
+            {
+                "regularizer": {"type": "l2", "targets": ["activity"]},
+                "model": {"num_classes": 10},
+                "training": {"epochs": 2, "batch_size": 50, "fast_path": fast_path},
+            },
+        ),
+    )
     result = cli("run", config, "--results", tmp_path / "results")
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "results" / "path" / "metrics.json").read_text())

@@ -10,15 +10,35 @@ def fake_run(root, name, group, seed, accuracy, lam=None, epochs=3):
     """A run folder as `regexp run` leaves it (only the files plot reads), with known numbers."""
     folder = root / name
     folder.mkdir(parents=True)
-    rows = [{"epoch": e, "loss": 1.0 / e, "accuracy": accuracy * e / epochs, "val_loss": 1.1 / e,
-             "val_accuracy": accuracy * e / epochs - 0.01} for e in range(1, epochs + 1)]
+    rows = [
+        {
+            "epoch": e,
+            "loss": 1.0 / e,
+            "accuracy": accuracy * e / epochs,
+            "val_loss": 1.1 / e,
+            "val_accuracy": accuracy * e / epochs - 0.01,
+        }
+        for e in range(1, epochs + 1)
+    ]
     (folder / "history.csv").write_text(history_csv(rows))
     entry = {"type": "l2", "targets": ["kernel", "bias"], "lambda": lam, "l1": None, "l2": None, "layers": None}
-    write_json_atomic(folder / "metrics.json", {
-        "run": name, "group": group, "group_hash": group, "config_hash": name, "seed": seed, "status": "completed",
-        "test_accuracy": accuracy, "test_loss": 1.0 - accuracy, "best_val_accuracy": accuracy - 0.01,
-        "best_epoch": epochs, "sparsity": {"overall": lam or 0.0}, "regularizer": [entry] if lam else [],
-    })
+    write_json_atomic(
+        folder / "metrics.json",
+        {
+            "run": name,
+            "group": group,
+            "group_hash": group,
+            "config_hash": name,
+            "seed": seed,
+            "status": "completed",
+            "test_accuracy": accuracy,
+            "test_loss": 1.0 - accuracy,
+            "best_val_accuracy": accuracy - 0.01,
+            "best_epoch": epochs,
+            "sparsity": {"overall": lam or 0.0},
+            "regularizer": [entry] if lam else [],
+        },
+    )
 
 
 def make_results(root):
@@ -30,16 +50,24 @@ def make_results(root):
 
 def test_plot_writes_curves_comparisons_and_summary_without_tensorflow(tmp_path):
     make_results(tmp_path)
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom regexp.cli import app\n"
-            f"result = CliRunner().invoke(app, ['plot', {str(tmp_path)!r}])\n"
-            "assert result.exit_code == 0, result.output\n"
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom regexp.cli import app\n"
+        f"result = CliRunner().invoke(app, ['plot', {str(tmp_path)!r}])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
     for run in ["none"] + [p.name for p in tmp_path.glob("grid__*")]:
         for figure in ("loss.png", "accuracy.png"):
             assert (tmp_path / run / figure).stat().st_size > 1000
-    for figure in ("validation_accuracy.png", "validation_loss.png", "test_accuracy.png", "lambda_grid.png",
-                   "summary.csv", "summary.md"):
+    for figure in (
+        "validation_accuracy.png",
+        "validation_loss.png",
+        "test_accuracy.png",
+        "lambda_grid.png",
+        "summary.csv",
+        "summary.md",
+    ):
         assert (tmp_path / figure).stat().st_size > 200, figure
     assert (tmp_path / "test_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

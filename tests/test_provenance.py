@@ -8,19 +8,25 @@ import os
 import subprocess
 from pathlib import Path
 
-from conftest import TINY, merge, write_config
-
 from regexp import provenance
 from regexp.config import DataConfig
 from regexp.data import cache
 from regexp.data.idx import MNIST_FILE_NAMES
 
+from conftest import TINY, merge, write_config
+
 
 def git(folder: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, env=env,
-                          check=True).stdout.strip()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    return subprocess.run(
+        ["git", "-C", str(folder), *args], capture_output=True, text=True, env=env, check=True
+    ).stdout.strip()
 
 
 def test_a_git_checkout_records_its_commit_clean_then_dirty(tmp_path):
@@ -65,8 +71,9 @@ def test_file_data_records_every_file_read_and_in_memory_data_what_makes_it(tmp_
     for name in MNIST_FILE_NAMES:
         (tmp_path / name).write_bytes(name.encode())
     source = provenance.data_source(DataConfig(dataset="idx", path=str(tmp_path)))
-    assert [(Path(f["path"]).name, f["sha256"]) for f in source["files"]] == \
-        [(name, hashlib.sha256(name.encode()).hexdigest()) for name in MNIST_FILE_NAMES]
+    assert [(Path(f["path"]).name, f["sha256"]) for f in source["files"]] == [
+        (name, hashlib.sha256(name.encode()).hexdigest()) for name in MNIST_FILE_NAMES
+    ]
     assert provenance.data_source(DataConfig(dataset="digits"))["made_by"].startswith("scikit-learn ")
     assert provenance.data_source(DataConfig(dataset="synthetic"))["files"] is None
 

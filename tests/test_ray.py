@@ -24,14 +24,15 @@ import pytest  # noqa: E402
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 
-from conftest import TINY, lock_held_elsewhere, merge, write_config  # noqa: E402
 from regexp import ray_backend  # noqa: E402
 from regexp.config import load_runs  # noqa: E402
 from regexp.locks import RunLock, RunLocked  # noqa: E402
+from regexp.logs import collected_lines  # noqa: E402
 from regexp.results import read_history  # noqa: E402
 from regexp.runner import COMPLETED, FAILED, RUNNING_ELSEWHERE, RunOutcome  # noqa: E402
-from regexp.logs import collected_lines  # noqa: E402
 from regexp.sweep import make_executor, run_sweep  # noqa: E402
+
+from conftest import TINY, lock_held_elsewhere, merge, write_config  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 TINY5 = merge(TINY, {"model": {"num_classes": 5}})
@@ -60,13 +61,22 @@ def ray_head(tmp_path_factory):
     if services.get_node_ip_address() != LOOPBACK:
         pytest.fail("Ray would bind to an outward address; refusing to start it")
     work_dir = tmp_path_factory.mktemp("ray-workers")
-    worker_env = {ray_backend.WORK_DIR_ENV: str(work_dir), "TF_CPP_MIN_LOG_LEVEL": "3",
-                  "REGEXP_CACHE": str(tmp_path_factory.mktemp("ray-cache"))}
+    worker_env = {
+        ray_backend.WORK_DIR_ENV: str(work_dir),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "REGEXP_CACHE": str(tmp_path_factory.mktemp("ray-cache")),
+    }
     saved = {key: os.environ.get(key) for key in worker_env}
     os.environ.update(worker_env)
     try:
-        context = ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, _node_ip_address=LOOPBACK,
-                           object_store_memory=200 * 2**20, log_to_driver=False)
+        context = ray.init(
+            num_cpus=2,
+            num_gpus=0,
+            include_dashboard=False,
+            _node_ip_address=LOOPBACK,
+            object_store_memory=200 * 2**20,
+            log_to_driver=False,
+        )
         _restore_env(saved)
         assert context.address_info["node_ip_address"] == LOOPBACK
         assert context.address_info["gcs_address"].startswith(f"{LOOPBACK}:")
@@ -86,11 +96,30 @@ def _restore_env(saved: dict) -> None:
 
 def start_ray_sweep(folder: Path, root: Path, head: RayHead, log: Path, *options: str) -> subprocess.Popen:
     """`regexp sweep --backend ray --address HEAD` as a separate driver process."""
-    command = [sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(root),
-               "--backend", "ray", "--address", head.address, "--cpus-per-run", "1", *options]
+    command = [
+        sys.executable,
+        "-m",
+        "regexp",
+        "sweep",
+        str(folder),
+        "--results",
+        str(root),
+        "--backend",
+        "ray",
+        "--address",
+        head.address,
+        "--cpus-per-run",
+        "1",
+        *options,
+    ]
     with open(log, "ab") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        return subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
 
 
 def kill_worker_once_training(head: RayHead, run: str, process: subprocess.Popen, timeout: float = 150) -> int:
@@ -140,14 +169,19 @@ def assert_same_runs(local: Path, remote: Path) -> None:
                 assert (local / name / file).read_bytes() == (remote / name / file).read_bytes(), f"{name}/{file}"
         assert event_folders(local / name) == event_folders(remote / name), name
         a, b = (json.loads((root / name / "metrics.json").read_text()) for root in (local, remote))
-        assert {k: v for k, v in a.items() if k not in TIMINGS} == {k: v for k, v in b.items() if k not in TIMINGS}, name
+        assert {k: v for k, v in a.items() if k not in TIMINGS} == {k: v for k, v in b.items() if k not in TIMINGS}, (
+            name
+        )
 
 
 def test_a_ray_sweep_writes_what_a_local_one_does_even_when_a_worker_is_killed_mid_run(cli, tmp_path, ray_head):
     folder = tmp_path / "configs"
     write_config(folder, "a_slow", SLOW5)
-    write_config(folder, "grid", merge(TINY5, {"regularizer": {"type": "l2", "targets": ["activity"]},
-                                               "sweep": {"training.seed": [0, 1, 2]}}))
+    write_config(
+        folder,
+        "grid",
+        merge(TINY5, {"regularizer": {"type": "l2", "targets": ["activity"]}, "sweep": {"training.seed": [0, 1, 2]}}),
+    )
     # One TensorFlow thread per run on both sides (Ray: --cpus-per-run 1; local: as many jobs as
     # cores), so the numbers must agree to the bit.
     local, remote, log = tmp_path / "local", tmp_path / "ray", tmp_path / "ray.log"
@@ -180,8 +214,23 @@ def test_a_ray_sweep_writes_what_a_local_one_does_even_when_a_worker_is_killed_m
     assert (remote / "summary.md").exists()
 
     again = subprocess.run(
-        [sys.executable, "-m", "regexp", "sweep", str(folder), "--results", str(remote), "--backend", "ray",
-         "--address", ray_head.address], capture_output=True, text=True, timeout=SWEEP_TIMEOUT_S)
+        [
+            sys.executable,
+            "-m",
+            "regexp",
+            "sweep",
+            str(folder),
+            "--results",
+            str(remote),
+            "--backend",
+            "ray",
+            "--address",
+            ray_head.address,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=SWEEP_TIMEOUT_S,
+    )
     assert again.returncode == 0 and "4 already completed, 0 to run" in again.stdout, again.stdout + again.stderr
 
 
@@ -193,7 +242,9 @@ def task_pid(name: str, timeout: float = 60) -> int:
             try:
                 title = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
                 raylet = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                started_by_us = int((Path("/proc") / str(raylet) / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid()
+                started_by_us = (
+                    int((Path("/proc") / str(raylet) / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid()
+                )
             except (OSError, ValueError, IndexError):
                 continue
             if title.startswith(f"ray::{name}") and started_by_us:
@@ -230,7 +281,13 @@ def test_an_exception_in_a_task_fails_that_run_once_and_the_others_are_written(t
     folder = tmp_path / "configs"
     specs = load_runs(write_config(folder, "grid", merge(TINY5, {"sweep": {"training.seed": [0, 1]}})), [])
     attempts = tmp_path / "attempts"
-    fake_metrics = {"run": "grid__seed-1", "status": COMPLETED, "config_hash": "h", "test_loss": 1.0, "test_accuracy": 0.5}
+    fake_metrics = {
+        "run": "grid__seed-1",
+        "status": COMPLETED,
+        "config_hash": "h",
+        "test_loss": 1.0,
+        "test_accuracy": 0.5,
+    }
 
     def fake_run(spec, cpus, gpus, shared_root, force):  # runs in a Ray worker, pickled by value
         with open(attempts, "a") as f:
@@ -238,7 +295,11 @@ def test_an_exception_in_a_task_fails_that_run_once_and_the_others_are_written(t
         if spec.name.endswith("seed-0"):
             raise RuntimeError("injected fault outside run_experiment")
         outcome = RunOutcome(spec.name, COMPLETED, Path("elsewhere"), fake_metrics)
-        files = {"config.yaml": b"config\n", "sub/notes.txt": b"notes\n", "metrics.json": json.dumps(fake_metrics).encode()}
+        files = {
+            "config.yaml": b"config\n",
+            "sub/notes.txt": b"notes\n",
+            "metrics.json": json.dumps(fake_metrics).encode(),
+        }
         return ray_backend.WorkerResult(outcome, files, [f"{spec.name}: trained"], 0.1, "worker", [])
 
     monkeypatch.setattr(ray_backend, "run_task", fake_run)
@@ -258,7 +319,8 @@ def test_an_exception_in_a_task_fails_that_run_once_and_the_others_are_written(t
 
 
 def test_without_a_shared_root_the_driver_holds_each_runs_lock_and_leaves_a_locked_run_alone(
-        tmp_path, ray_head, monkeypatch):
+    tmp_path, ray_head, monkeypatch
+):
     folder, root = tmp_path / "configs", tmp_path / "results"
     specs = load_runs(write_config(folder, "grid", merge(TINY5, {"sweep": {"training.seed": [0, 1]}})), [])
     attempts = tmp_path / "attempts"

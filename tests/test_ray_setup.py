@@ -6,9 +6,10 @@ import sys
 
 import pytest
 
-from conftest import TINY, merge, write_config
 from regexp import ray_backend
 from regexp.errors import RegexpError
+
+from conftest import TINY, merge, write_config
 
 TINY5 = merge(TINY, {"model": {"num_classes": 5}})
 
@@ -19,7 +20,10 @@ def test_without_ray_the_backend_says_how_to_install_it_and_options_must_match_t
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
     missing = cli("sweep", folder, "--results", tmp_path / "r", "--backend", "ray")
     assert missing.exit_code == 2
-    assert missing.output.strip() == f"error: {ray_backend.RAY_INSTALL_HINT}" and 'pip install -e ".[ray]"' in missing.output
+    assert (
+        missing.output.strip() == f"error: {ray_backend.RAY_INSTALL_HINT}"
+        and 'pip install -e ".[ray]"' in missing.output
+    )
     jobs = cli("sweep", folder, "--results", tmp_path / "r", "--backend", "ray", "--jobs", "2")
     assert jobs.exit_code == 2 and "--jobs is for the local backend" in jobs.output
     address = cli("sweep", folder, "--results", tmp_path / "r", "--address", "127.0.0.1:6379")
@@ -28,9 +32,11 @@ def test_without_ray_the_backend_says_how_to_install_it_and_options_must_match_t
 
 
 def test_help_imports_neither_ray_nor_tensorflow():
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom regexp.cli import app\n"
-            "assert CliRunner().invoke(app, ['sweep', '--help']).exit_code == 0\n"
-            "assert 'ray' not in sys.modules and 'tensorflow' not in sys.modules\n")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom regexp.cli import app\n"
+        "assert CliRunner().invoke(app, ['sweep', '--help']).exit_code == 0\n"
+        "assert 'ray' not in sys.modules and 'tensorflow' not in sys.modules\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 

@@ -10,10 +10,11 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from conftest import TINY, merge, write_config
 from scipy.stats import t as student_t
 
 from regexp.results import history_csv, write_json_atomic
+
+from conftest import TINY, merge, write_config
 
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
 SECTIONS = {"answer", "data", "table", "forest", "lambda", "mechanism", "runs", "method"}
@@ -26,9 +27,14 @@ def keras_weights(tmp_path_factory):
     from regexp.config import validate
     from regexp.model import build_model
 
-    config = validate({"data": {"dataset": "synthetic"},
-                       "model": {"num_classes": 5, "conv1_filters": 4, "conv2_filters": 4, "dense_units": 8}},
-                      "test", "tiny")
+    config = validate(
+        {
+            "data": {"dataset": "synthetic"},
+            "model": {"num_classes": 5, "conv1_filters": 4, "conv2_filters": 4, "dense_units": 8},
+        },
+        "test",
+        "tiny",
+    )
     model = build_model(config, 5)
     known = np.linspace(-1, 1, 36, dtype=np.float32).reshape(3, 3, 1, 4)
     model.get_layer("conv1").kernel.assign(known)
@@ -37,19 +43,41 @@ def keras_weights(tmp_path_factory):
     return path, known
 
 
-def fake_run(root, config, seed, accuracy, *, regularizer=None, status="completed", weights=None, activations=True,
-             lam=None, extra=None):
+def fake_run(
+    root,
+    config,
+    seed,
+    accuracy,
+    *,
+    regularizer=None,
+    status="completed",
+    weights=None,
+    activations=True,
+    lam=None,
+    extra=None,
+):
     """A run folder as `regexp run` leaves it (the files the report reads), with known numbers."""
     name = f"{config}__seed-{seed}"
     folder = root / name
     folder.mkdir(parents=True)
-    rows = [{"epoch": e, "loss": 1.0 / e, "accuracy": 0.5 + 0.1 * e, "val_loss": 1.2 / e,
-             "val_accuracy": 0.5 + 0.08 * e} for e in range(1, 4)]
+    rows = [
+        {"epoch": e, "loss": 1.0 / e, "accuracy": 0.5 + 0.1 * e, "val_loss": 1.2 / e, "val_accuracy": 0.5 + 0.08 * e}
+        for e in range(1, 4)
+    ]
     (folder / "history.csv").write_text(history_csv(rows))
     metrics = {
-        "run": name, "group": config, "group_hash": config, "config_hash": name, "seed": seed, "status": status,
-        "regularizer": regularizer or [], "test_accuracy": accuracy if status == "completed" else None,
-        "test_loss": 1 - accuracy, "epochs_run": 3, "epochs_planned": 3, "wall_time_s": 12.5,
+        "run": name,
+        "group": config,
+        "group_hash": config,
+        "config_hash": name,
+        "seed": seed,
+        "status": status,
+        "regularizer": regularizer or [],
+        "test_accuracy": accuracy if status == "completed" else None,
+        "test_loss": 1 - accuracy,
+        "epochs_run": 3,
+        "epochs_planned": 3,
+        "wall_time_s": 12.5,
         "sparsity": {"threshold": 0.001, "overall": 0.01, "layers": {layer: 0.01 for layer in LAYERS}},
         "data": {"description": "scikit-learn digits", "train": 1150, "validation": 287, "test": 360},
         "training_path": {"precision": "float32"},
@@ -149,8 +177,14 @@ def test_html_is_one_self_contained_page_with_every_section_and_figure(cli, tmp_
     make_study(tmp_path, weights=keras_weights[0])
     for seed in range(2):
         for lam in (0.001, 0.1):
-            fake_run(tmp_path, f"grid__lambda-{lam}", seed, 0.8 + lam + seed / 100, regularizer=l2(lam),
-                     weights=keras_weights[0])
+            fake_run(
+                tmp_path,
+                f"grid__lambda-{lam}",
+                seed,
+                0.8 + lam + seed / 100,
+                regularizer=l2(lam),
+                weights=keras_weights[0],
+            )
     assert cli("report", tmp_path).exit_code == 0
     page = parse(tmp_path / "report.html")
     assert SECTIONS | FIGURES <= page.ids
@@ -165,10 +199,12 @@ def test_html_is_one_self_contained_page_with_every_section_and_figure(cli, tmp_
 
 def test_report_imports_no_tensorflow(tmp_path):
     make_study(tmp_path)
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom regexp.cli import app\n"
-            f"result = CliRunner().invoke(app, ['report', {str(tmp_path)!r}])\n"
-            "assert result.exit_code == 0, result.output\n"
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow imported'\n")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom regexp.cli import app\n"
+        f"result = CliRunner().invoke(app, ['report', {str(tmp_path)!r}])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow imported'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert (tmp_path / "report.html").exists()
 
@@ -234,8 +270,10 @@ def test_a_grid_without_baseline_gives_intervals_only(cli, tmp_path):
     assert result.exit_code == 0, result.output
     assert "No comparison was made: there is no baseline (no config without regularization" in result.output
     table = read_stats(tmp_path)
-    assert all(r["baseline"] == "" and r["verdict"] == "not tested: no baseline" and r["test_accuracy_ci_low"]
-               for r in table.values())
+    assert all(
+        r["baseline"] == "" and r["verdict"] == "not tested: no baseline" and r["test_accuracy_ci_low"]
+        for r in table.values()
+    )
     page = parse(tmp_path / "report.html")
     assert "fig-forest" not in page.ids and "fig-lambda" in page.ids
     assert "No forest plot: there is no baseline" in page.text
@@ -245,8 +283,9 @@ def test_baseline_can_be_chosen_and_an_unknown_one_writes_nothing(cli, tmp_path)
     make_study(tmp_path)
     result = cli("report", tmp_path, "--baseline", "nope")
     assert result.exit_code == 2
-    assert result.output.strip() == ("error: --baseline: no config 'nope' here; the configs are: "
-                                     "l1_kernel, l2_activity, none")
+    assert result.output.strip() == (
+        "error: --baseline: no config 'nope' here; the configs are: l1_kernel, l2_activity, none"
+    )
     assert not (tmp_path / "report.html").exists() and not (tmp_path / "stats.csv").exists()
     assert cli("report", tmp_path, "--baseline", "l1_kernel").exit_code == 0
     assert read_stats(tmp_path)["none"]["verdict"] == "better"
@@ -260,7 +299,7 @@ def test_damaged_run_folders_are_named_left_out_and_exit_1(cli, tmp_path):
     assert result.exit_code == 1
     assert f"skipped: {tmp_path / 'broken'}" in result.output  # the folder named, then what is wrong
     page = parse(tmp_path / "report.html")
-    assert "skipped" in page.ids and str(tmp_path / 'broken') in page.text
+    assert "skipped" in page.ids and str(tmp_path / "broken") in page.text
     assert "broken" not in read_stats(tmp_path)
 
 

@@ -7,17 +7,24 @@ import json
 import numpy as np
 import pytest
 
-from conftest import TINY, merge, write_config
 from regexp.config import LAYER_NAMES, load_config
+
+from conftest import TINY, merge, write_config
 
 h5py = pytest.importorskip("h5py")
 keras = pytest.importorskip("keras")
 
 # Learning rate 0.01: validation accuracy peaks before the last epoch, so that the best
 # epoch's weights differ from the final ones.
-CONFIG = merge(TINY, {"data": {"limit": 600, "test_limit": 100}, "model": {"num_classes": 5},
-                      "regularizer": {"type": "l2", "targets": ["activity"]},
-                      "training": {"epochs": 3, "batch_size": 50, "learning_rate": 0.01, "precision": "float32"}})
+CONFIG = merge(
+    TINY,
+    {
+        "data": {"limit": 600, "test_limit": 100},
+        "model": {"num_classes": 5},
+        "regularizer": {"type": "l2", "targets": ["activity"]},
+        "training": {"epochs": 3, "batch_size": 50, "learning_rate": 0.01, "precision": "float32"},
+    },
+)
 # Where Keras's save_weights puts each layer: its class name, numbered in model order.
 H5_GROUPS = {"conv1": "layers/conv2d", "conv2": "layers/conv2d_1", "dense1": "layers/dense", "dense2": "layers/dense_1"}
 
@@ -83,10 +90,13 @@ def test_activation_statistics_match_a_forward_pass_over_the_test_set(finished):
 def test_best_epoch_test_metrics_are_those_of_a_run_stopped_at_the_best_epoch(finished, cli, tmp_path):
     _, _, metrics = finished
     assert metrics["best_epoch"] < metrics["epochs_run"]  # else this test would compare the last epoch
-    stopped = write_config(tmp_path, "run", merge(CONFIG, {"training": {**CONFIG["training"],
-                                                                        "epochs": metrics["best_epoch"]}}))
+    stopped = write_config(
+        tmp_path, "run", merge(CONFIG, {"training": {**CONFIG["training"], "epochs": metrics["best_epoch"]}})
+    )
     assert cli("run", stopped, "--results", tmp_path / "results").exit_code == 0
     at_best = json.loads((tmp_path / "results" / "run" / "metrics.json").read_text())
-    assert (metrics["best_epoch_test_loss"], metrics["best_epoch_test_accuracy"]) == \
-        (at_best["test_loss"], at_best["test_accuracy"])
+    assert (metrics["best_epoch_test_loss"], metrics["best_epoch_test_accuracy"]) == (
+        at_best["test_loss"],
+        at_best["test_accuracy"],
+    )
     assert metrics["best_epoch_test_loss"] != metrics["test_loss"]

@@ -17,9 +17,16 @@ L2 = [{"type": "l2", "targets": ["activity"], "lambda": 0.01, "l1": None, "l2": 
 
 def run(config, seed, accuracy, loss=0.5, regularizer=None, status="completed"):
     """metrics.json of one run, as `regexp run` writes it (the fields the statistics read)."""
-    return {"run": f"{config}__seed-{seed}", "group": config, "group_hash": config, "seed": seed, "status": status,
-            "test_accuracy": accuracy if status == "completed" else None, "test_loss": loss,
-            "regularizer": [] if regularizer is None else regularizer}
+    return {
+        "run": f"{config}__seed-{seed}",
+        "group": config,
+        "group_hash": config,
+        "seed": seed,
+        "status": status,
+        "test_accuracy": accuracy if status == "completed" else None,
+        "test_loss": loss,
+        "regularizer": [] if regularizer is None else regularizer,
+    }
 
 
 def config(name, accuracies, seeds=None, regularizer=L2):
@@ -67,8 +74,9 @@ def test_same_seeds_give_a_paired_test_on_per_seed_differences():
     assert c.test == stats.PAIRED
     assert c.diff_mean == pytest.approx(d.mean())
     assert c.p_value == pytest.approx(2 * student_t.sf(abs(t), len(d) - 1))
-    assert (c.ci_low, c.ci_high) == pytest.approx((d.mean() - student_t.ppf(0.975, 3) * se,
-                                                   d.mean() + student_t.ppf(0.975, 3) * se))
+    assert (c.ci_low, c.ci_high) == pytest.approx(
+        (d.mean() - student_t.ppf(0.975, 3) * se, d.mean() + student_t.ppf(0.975, 3) * se)
+    )
     assert c.effect_size == pytest.approx(d.mean() / d.std(ddof=1))  # dz
     assert by_name(rows)["l2"].p_holm == pytest.approx(c.p_value)  # one comparison: Holm leaves it
 
@@ -88,14 +96,15 @@ def test_different_seeds_give_welch_with_satterthwaite_df_and_pooled_cohens_d():
     c = by_name(rows)["l2"].comparison
     v1, v2 = np.var(other, ddof=1) / 3, np.var(base, ddof=1) / 4
     se = math.sqrt(v1 + v2)
-    df = (v1 + v2) ** 2 / (v1 ** 2 / 2 + v2 ** 2 / 3)
+    df = (v1 + v2) ** 2 / (v1**2 / 2 + v2**2 / 3)
     diff = np.mean(other) - np.mean(base)
     pooled = math.sqrt((2 * np.var(other, ddof=1) + 3 * np.var(base, ddof=1)) / 5)
     assert c.test == stats.WELCH
     assert c.diff_mean == pytest.approx(diff)
     assert c.p_value == pytest.approx(2 * student_t.sf(abs(diff / se), df))
-    assert (c.ci_low, c.ci_high) == pytest.approx((diff - student_t.ppf(0.975, df) * se,
-                                                   diff + student_t.ppf(0.975, df) * se))
+    assert (c.ci_low, c.ci_high) == pytest.approx(
+        (diff - student_t.ppf(0.975, df) * se, diff + student_t.ppf(0.975, df) * se)
+    )
     assert c.effect_size == pytest.approx(diff / pooled)
 
 
@@ -165,8 +174,12 @@ def test_holm_turns_raw_significance_into_no_detectable_difference_and_keeps_the
     rows = by_name(stats.config_stats(runs)[0])
     assert [rows[n].comparison.p_value for n in "abcd"] == pytest.approx([0.005, 0.01, 0.03, 0.04])
     assert [rows[n].p_holm for n in "abcd"] == pytest.approx([0.02, 0.03, 0.06, 0.06])
-    assert [rows[n].verdict for n in "abcd"] == ["better", "better", "no detectable difference",
-                                                 "no detectable difference"]
+    assert [rows[n].verdict for n in "abcd"] == [
+        "better",
+        "better",
+        "no detectable difference",
+        "no detectable difference",
+    ]
     # d alone: 1 x 0.04 < 0.05; only the step-down's monotonicity (never below c's 0.06) keeps it out
 
 
@@ -212,12 +225,27 @@ def test_two_unregularized_configs_need_baseline_to_be_named():
 def test_stats_csv_has_exactly_the_columns_and_empty_diff_cells_for_the_baseline():
     runs = config("none", [0.80, 0.82, 0.84], regularizer=[]) + config("l2", [0.83, 0.84, 0.88])
     table = list(csv.DictReader(io.StringIO(stats.to_csv(stats.config_stats(runs)[0]))))
-    assert list(table[0]) == ["config", "n", "test_accuracy_mean", "test_accuracy_ci_low", "test_accuracy_ci_high",
-                              "test_loss_mean", "baseline", "diff_mean", "diff_ci_low", "diff_ci_high", "test",
-                              "p_value", "p_holm", "effect_size", "verdict"]
+    assert list(table[0]) == [
+        "config",
+        "n",
+        "test_accuracy_mean",
+        "test_accuracy_ci_low",
+        "test_accuracy_ci_high",
+        "test_loss_mean",
+        "baseline",
+        "diff_mean",
+        "diff_ci_low",
+        "diff_ci_high",
+        "test",
+        "p_value",
+        "p_holm",
+        "effect_size",
+        "verdict",
+    ]
     base, l2 = table
     assert base["config"] == "none" and base["baseline"] == "none" and base["verdict"] == "baseline"
-    assert all(base[k] == "" for k in ("diff_mean", "diff_ci_low", "diff_ci_high", "test", "p_value", "p_holm",
-                                       "effect_size"))
+    assert all(
+        base[k] == "" for k in ("diff_mean", "diff_ci_low", "diff_ci_high", "test", "p_value", "p_holm", "effect_size")
+    )
     assert l2["baseline"] == "none" and l2["test"] == "paired t-test"
     assert float(l2["diff_mean"]) == pytest.approx(0.03)

@@ -6,8 +6,9 @@ import statistics
 
 import pytest
 
-from conftest import TINY, merge, write_config
 from regexp.results import read_history
+
+from conftest import TINY, merge, write_config
 
 TINY5 = merge(TINY, {"model": {"num_classes": 5}})
 
@@ -19,8 +20,14 @@ def metrics(root, name):
 @pytest.fixture
 def grid_folder(tmp_path):
     folder = tmp_path / "configs"
-    write_config(folder, "grid", merge(TINY5, {"regularizer": {"type": "l2"},
-                                               "sweep": {"regularizer.lambda": [0.001, 0.1], "training.seed": [0, 1]}}))
+    write_config(
+        folder,
+        "grid",
+        merge(
+            TINY5,
+            {"regularizer": {"type": "l2"}, "sweep": {"regularizer.lambda": [0.001, 0.1], "training.seed": [0, 1]}},
+        ),
+    )
     write_config(folder, "plain", TINY5)
     return folder
 
@@ -31,8 +38,13 @@ def test_sweep_runs_every_grid_point_then_skips_completed_and_reruns_with_force(
     assert first.exit_code == 0, first.output
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == [".locks"]  # the runs' lock files
-    assert names == ["grid__lambda-0.001__seed-0", "grid__lambda-0.001__seed-1",
-                     "grid__lambda-0.1__seed-0", "grid__lambda-0.1__seed-1", "plain"]
+    assert names == [
+        "grid__lambda-0.001__seed-0",
+        "grid__lambda-0.001__seed-1",
+        "grid__lambda-0.1__seed-0",
+        "grid__lambda-0.1__seed-1",
+        "plain",
+    ]
     assert "[sweep 5/5 done" in first.output
     assert metrics(root, "grid__lambda-0.1__seed-1")["seed"] == 1
     stamp = {n: (root / n / "metrics.json").stat().st_mtime_ns for n in names}
@@ -60,7 +72,9 @@ def test_a_failing_run_does_not_stop_the_others_and_the_exit_code_says_so(cli, t
     folder = tmp_path / "configs"
     for name in ("a_ok", "b_broken", "c_ok"):
         write_config(folder, name, TINY5)
-    write_config(folder, "d_diverges", merge(TINY5, {"training": {"learning_rate": 1e12, "epochs": 3, "batch_size": 50}}))
+    write_config(
+        folder, "d_diverges", merge(TINY5, {"training": {"learning_rate": 1e12, "epochs": 3, "batch_size": 50}})
+    )
     from regexp import model as model_lib
 
     real_build = model_lib.build_model
@@ -74,7 +88,7 @@ def test_a_failing_run_does_not_stop_the_others_and_the_exit_code_says_so(cli, t
     root = tmp_path / "results"
     result = cli("sweep", folder, "--results", root)
     assert result.exit_code == 1
-    table = result.output[result.output.index("run "):]
+    table = result.output[result.output.index("run ") :]
     assert "a_ok" in table and "c_ok" in table
     assert metrics(root, "a_ok")["status"] == metrics(root, "c_ok")["status"] == "completed"
     broken = metrics(root, "b_broken")
@@ -92,14 +106,21 @@ def test_a_failing_run_does_not_stop_the_others_and_the_exit_code_says_so(cli, t
 
 def test_jobs_2_gives_the_same_results_as_jobs_1(cli, tmp_path):
     folder = tmp_path / "configs"
-    write_config(folder, "grid", merge(TINY5, {"regularizer": {"type": "l2", "targets": ["activity"]},
-                                               "sweep": {"training.seed": [0, 1, 2, 3]}}))
+    write_config(
+        folder,
+        "grid",
+        merge(
+            TINY5, {"regularizer": {"type": "l2", "targets": ["activity"]}, "sweep": {"training.seed": [0, 1, 2, 3]}}
+        ),
+    )
     one, two = tmp_path / "jobs1", tmp_path / "jobs2"
     assert cli("sweep", folder, "--results", one, "--jobs", "1").exit_code == 0
     result = cli("sweep", folder, "--results", two, "--jobs", "2")
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in one.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert names == sorted(p.name for p in two.iterdir() if p.is_dir() and not p.name.startswith(".")) and len(names) == 4
+    assert (
+        names == sorted(p.name for p in two.iterdir() if p.is_dir() and not p.name.startswith(".")) and len(names) == 4
+    )
     for name in names:
         a, b = metrics(one, name), metrics(two, name)
         for key in ("status", "config_hash", "epochs_run", "param_count", "seed", "data", "penalties"):

@@ -11,16 +11,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, TINY, merge, write_config
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.util import tensor_util
 
 from regexp.results import read_history
 
+from conftest import REPO, TINY, merge, write_config
+
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
-L2_ACTIVITY = merge(TINY, {"regularizer": {"type": "l2", "targets": ["activity"], "lambda": 0.02},
-                           "model": {"num_classes": 10}, "training": {"epochs": 3, "batch_size": 50, "seed": 4}})
+L2_ACTIVITY = merge(
+    TINY,
+    {
+        "regularizer": {"type": "l2", "targets": ["activity"], "lambda": 0.02},
+        "model": {"num_classes": 10},
+        "training": {"epochs": 3, "batch_size": 50, "seed": 4},
+    },
+)
 
 
 def accumulator(folder: Path) -> event_accumulator.EventAccumulator:
@@ -42,8 +49,10 @@ def session_hparams(folder: Path) -> dict:
     acc = accumulator(folder)
     content = acc.SummaryMetadata(hparams_metadata.SESSION_START_INFO_TAG).plugin_data.content
     info = hparams_metadata.parse_session_start_info_plugin_data(content)
-    return {name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
-            for name, value in info.hparams.items()}
+    return {
+        name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
+        for name, value in info.hparams.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +70,10 @@ def l2_run(tmp_path_factory):
 
 def test_every_epochs_scalars_equal_history_csv(l2_run):
     history = read_history(l2_run / "history.csv")
-    train, validation = accumulator(l2_run / "tensorboard" / "train"), accumulator(l2_run / "tensorboard" / "validation")
+    train, validation = (
+        accumulator(l2_run / "tensorboard" / "train"),
+        accumulator(l2_run / "tensorboard" / "validation"),
+    )
     for name in ("loss", "accuracy", "penalty"):
         assert series(train, name) == [(row["epoch"], float(np.float32(row[name]))) for row in history], name
         assert series(validation, name) == [(row["epoch"], float(np.float32(row[f"val_{name}"]))) for row in history]
@@ -87,10 +99,20 @@ def test_the_hparams_session_names_the_runs_hyperparameters_and_its_test_metrics
 
 
 def test_a_list_regularizer_names_each_entry_and_where_each_layers_penalties_sit(cli, tmp_path):
-    config = write_config(tmp_path, "mixed", merge(TINY, {
-        "regularizer": [{"type": "l2", "targets": ["kernel"], "lambda": 0.01, "layers": ["conv"]},
-                        {"type": "elasticnet", "targets": ["activity"], "l1": 0.001, "l2": 0.002, "layers": ["dense1"]}],
-        "model": {"num_classes": 10}}))
+    config = write_config(
+        tmp_path,
+        "mixed",
+        merge(
+            TINY,
+            {
+                "regularizer": [
+                    {"type": "l2", "targets": ["kernel"], "lambda": 0.01, "layers": ["conv"]},
+                    {"type": "elasticnet", "targets": ["activity"], "l1": 0.001, "l2": 0.002, "layers": ["dense1"]},
+                ],
+                "model": {"num_classes": 10},
+            },
+        ),
+    )
     assert cli("run", config, "--results", tmp_path / "r").exit_code == 0
     hparams = session_hparams(tmp_path / "r" / "mixed" / "tensorboard")
     assert hparams["regularizer.0.type"] == "l2" and hparams["regularizer.0.layers"] == "conv"
@@ -147,13 +169,23 @@ def test_a_killed_and_resumed_run_has_each_step_once(tmp_path):
     config = write_config(tmp_path, "resumed", merge(L2_ACTIVITY, {"training": {"epochs": 5}}))
     root = tmp_path / "results"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_EPOCH_3, str(config), str(root), "kill"],
-                            capture_output=True, text=True, env=env, check=False)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_EPOCH_3, str(config), str(root), "kill"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert killed.returncode == -9, killed.stdout + killed.stderr
     staged = root / ".inprogress" / "resumed" / "tensorboard" / "train"
     assert [step for step, _ in series(accumulator(staged), "loss")] == [1, 2, 3]
-    resumed = subprocess.run([sys.executable, "-c", KILL_AFTER_EPOCH_3, str(config), str(root), "finish"],
-                             capture_output=True, text=True, env=env, check=False)
+    resumed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_EPOCH_3, str(config), str(root), "finish"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     run = root / "resumed"
     metrics = json.loads((run / "metrics.json").read_text())

@@ -13,7 +13,9 @@ def numbered_dataset(n_train: int, n_test: int = 30) -> Dataset:
     x = np.zeros((n_train + n_test, 28, 28), np.uint8)
     x[:, 0, 0] = np.arange(n_train + n_test) % 256
     y = np.arange(n_train + n_test, dtype=np.int64)
-    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], num_classes=n_train + n_test, description="numbered")
+    return Dataset(
+        x[:n_train], y[:n_train], x[n_train:], y[n_train:], num_classes=n_train + n_test, description="numbered"
+    )
 
 
 def test_training_stream_visits_every_held_in_sample_once_per_epoch_in_a_fresh_order():
@@ -51,7 +53,9 @@ def test_batches_are_prepared_ahead_only_on_a_gpu(monkeypatch, gpus, expected):
     assert train.prefetch_batches() == expected
 
 
-@pytest.mark.parametrize("batches, limit, expected", [(361, 32, 19), (77, 32, 11), (24, 32, 24), (13, 32, 13), (64, 32, 32)])
+@pytest.mark.parametrize(
+    "batches, limit, expected", [(361, 32, 19), (77, 32, 11), (24, 32, 24), (13, 32, 13), (64, 32, 32)]
+)
 def test_steps_per_execution_is_the_largest_divisor_of_the_epoch_up_to_the_limit(batches, limit, expected):
     assert train.steps_per_execution(batches, limit) == expected
 

@@ -24,7 +24,8 @@ def check_arrays(
         if len(y) and (y.min() < 0 or y.max() >= num_classes):
             low, high, first = int(y.min()) + label_offset, int(y.max()) + label_offset, label_offset
             expected = (
-                f"{classes_of} has {num_classes} classes numbered {first}..{num_classes - 1 + first}" if classes_of
+                f"{classes_of} has {num_classes} classes numbered {first}..{num_classes - 1 + first}"
+                if classes_of
                 else f"expected 0..{num_classes - 1} for {num_classes} classes (set model.num_classes, or check the files)"
             )
             raise DataError(f"{source}: {name} labels span {low}..{high}; {expected}")

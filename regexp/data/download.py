@@ -48,10 +48,7 @@ class ProgressBar:
         fraction = min(done / self.total, 1.0)
         filled = int(fraction * self.WIDTH)
         bar = "#" * filled + "." * (self.WIDTH - filled)
-        return (
-            f"{self.label}: [{bar}] {done / MEGABYTE:,.1f}/{self.total / MEGABYTE:,.1f} MB "
-            f"{fraction:4.0%}  {rate}"
-        )
+        return f"{self.label}: [{bar}] {done / MEGABYTE:,.1f}/{self.total / MEGABYTE:,.1f} MB {fraction:4.0%}  {rate}"
 
     def update(self, done: int) -> None:
         """Show `done` bytes, at most a few times a second."""

@@ -234,8 +234,7 @@ def load_local(split: str, path: Path) -> tuple[Arrays, str]:
     """`split` from a file or folder the user named, through the cache."""
     if not path.exists():
         raise DataError(
-            f"{path} does not exist; expected NIST's matlab.zip or gzip.zip, "
-            "or a folder of EMNIST IDX files"
+            f"{path} does not exist; expected NIST's matlab.zip or gzip.zip, or a folder of EMNIST IDX files"
         )
     key = local_source_key(split, path)
     cached = cache.load_arrays(f"emnist-{split}", key)

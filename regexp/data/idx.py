@@ -102,8 +102,7 @@ def locate(folder: Path, base_names: tuple[str, ...]) -> list[Path]:
         (found if present else missing).append(present[0] if present else name)
     if missing:
         raise DataError(
-            f"{folder}: missing {', '.join(missing)}; expected the files "
-            f"{', '.join(base_names)} (each may end in .gz)"
+            f"{folder}: missing {', '.join(missing)}; expected the files {', '.join(base_names)} (each may end in .gz)"
         )
     return found
 
