@@ -34,7 +34,10 @@ TINY_SET = [
 ]
 
 
-@pytest.mark.parametrize("name", REFERENCE_CONFIGS)
+# One reference config end to end in the fast tier; the other seven in the slow one.
+@pytest.mark.parametrize(
+    "name", [n if n == "none" else pytest.param(n, marks=pytest.mark.slow) for n in REFERENCE_CONFIGS]
+)
 def test_each_reference_config_runs_one_epoch_and_writes_its_files(cli, tmp_path, name):
     result = cli("run", CONFIGS / f"{name}.yaml", "--results", tmp_path, *TINY_SET)
     assert result.exit_code == 0, result.output
@@ -128,6 +131,7 @@ def test_bad_config_exits_2_with_one_line_and_writes_nothing(cli, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_completed_run_is_skipped_and_rerun_only_with_force(cli, tmp_path):
     args = ["run", CONFIGS / "none.yaml", "--results", tmp_path, *TINY_SET]
     assert cli(*args).exit_code == 0
@@ -177,6 +181,7 @@ def test_idx_folder_without_its_files_names_file_and_field(cli, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_offline_demo_trains_for_real_and_beats_chance_clearly(cli, tmp_path):
     """configs/demo_digits.yaml as shipped: measured 0.961 test accuracy (chance: 0.10)."""
     result = cli("run", CONFIGS / "demo_digits.yaml", "--results", tmp_path)

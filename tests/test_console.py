@@ -37,6 +37,7 @@ def tensorflow_lines(text: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_the_demo_prints_no_tensorflow_log_lines_and_verbose_brings_them_back(tmp_path):
     quiet = regexp_command(
         "run", CONFIGS / "demo_digits.yaml", "--epochs", "1", "--results", tmp_path / "a", tmp_path=tmp_path

@@ -218,6 +218,7 @@ def test_runs_killed_at_random_moments_resume_to_the_numbers_of_a_run_never_inte
         assert not (root / ".inprogress").exists()
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_the_same_numbers(cli, tmp_path):
     config = write_config(
         tmp_path,
@@ -237,6 +238,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("failing_file", ["config.yaml", "history.csv", "metrics.json"])
 def test_a_failing_write_leaves_the_previous_results_byte_for_byte(cli, tmp_path, monkeypatch, failing_file):
     config = write_config(tmp_path, "safe", TINY5)

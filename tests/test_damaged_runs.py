@@ -410,6 +410,7 @@ RETRAINED = [
 ]
 
 
+@pytest.mark.slow
 def test_sweep_trains_damaged_runs_again_keeping_the_damaged_copies_byte_for_byte(cli, tmp_path):
     from conftest import TINY, merge, write_config
 
@@ -451,6 +452,7 @@ def test_sweep_trains_damaged_runs_again_keeping_the_damaged_copies_byte_for_byt
     assert third.exit_code == 1 and "skipped: " in third.output and "damaged: " not in third.output
 
 
+@pytest.mark.slow
 def test_run_on_a_damaged_completed_folder_moves_it_aside_and_trains_again(cli, tmp_path):
     from conftest import TINY, write_config
 

@@ -69,6 +69,7 @@ def test_run_on_a_run_being_trained_elsewhere_exits_2_in_one_line_naming_pid_and
     assert not (root / "busy").exists() and not (root / ".inprogress").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_leaves_a_run_locked_elsewhere_alone_and_lists_it_without_failing(cli, tmp_path):
     folder, root = tmp_path / "configs", tmp_path / "results"
     for name in ("a", "b", "c"):
@@ -114,6 +115,7 @@ def start_sweep(folder: Path, root: Path, *options: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_two_sweeps_on_one_root_train_every_run_exactly_once_and_both_end_with_a_summary(tmp_path):
     folder, root = tmp_path / "configs", tmp_path / "results"
     names = ["a", "b", "c", "d"]

@@ -160,6 +160,7 @@ def test_the_same_penalty_twice_on_one_target_is_refused_not_added():
         )
 
 
+@pytest.mark.slow
 def test_mixed_examples_run_end_to_end_through_sweep_and_show_in_the_summary(cli, tmp_path):
     import csv
     import shutil

@@ -308,6 +308,7 @@ def test_an_empty_folder_is_one_error(cli, tmp_path):
     assert result.exit_code == 2 and "no runs here" in result.output
 
 
+@pytest.mark.slow
 def test_sweep_writes_the_report_at_its_end(cli, tmp_path):
     folder = tmp_path / "configs"
     tiny = merge(TINY, {"model": {"num_classes": 5}, "sweep": {"training.seed": [0, 1]}})

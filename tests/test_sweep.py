@@ -32,6 +32,7 @@ def grid_folder(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_sweep_runs_every_grid_point_then_skips_completed_and_reruns_with_force(cli, tmp_path, grid_folder):
     root = tmp_path / "results"
     first = cli("sweep", grid_folder, "--results", root)
@@ -68,6 +69,7 @@ def test_invalid_config_stops_the_sweep_before_anything_trains_listing_all_error
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_a_failing_run_does_not_stop_the_others_and_the_exit_code_says_so(cli, tmp_path, monkeypatch):
     folder = tmp_path / "configs"
     for name in ("a_ok", "b_broken", "c_ok"):
@@ -104,6 +106,7 @@ def test_a_failing_run_does_not_stop_the_others_and_the_exit_code_says_so(cli, t
     assert metrics(root, "b_broken")["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_jobs_2_gives_the_same_results_as_jobs_1(cli, tmp_path):
     folder = tmp_path / "configs"
     write_config(
@@ -135,6 +138,7 @@ def test_jobs_2_gives_the_same_results_as_jobs_1(cli, tmp_path):
         assert [r["loss"] for r in hb] == pytest.approx([r["loss"] for r in ha], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_summary_gives_mean_and_std_over_seeds_best_first(cli, tmp_path):
     folder = tmp_path / "configs"
     write_config(folder, "seeds", merge(TINY5, {"sweep": {"training.seed": [0, 1, 2]}}))
