@@ -504,7 +504,7 @@ def _run_table(material: _Material) -> tuple[list[str], list[list[str]]]:
         "epochs",
         "precision",
         "wall time",
-        "finished",
+        "finished (UTC)",
         "weights",
     ]
     body = []
@@ -525,7 +525,7 @@ def _run_table(material: _Material) -> tuple[list[str], list[list[str]]]:
                 epochs,
                 (m.get("training_path") or {}).get("precision", "not recorded"),
                 f"{m['wall_time_s']:.1f} s" if isinstance(m.get("wall_time_s"), (int, float)) else "–",
-                str(m.get("finished_at", "–")).replace("T", " ").replace("+00:00", " UTC"),
+                str(m.get("finished_at", "–")).replace("T", " ")[:16],  # UTC, to the minute
                 material.weight_notes.get(_name(run), "–").replace(NOT_RECORDED, "not recorded"),
             ]
         )
@@ -575,6 +575,12 @@ METHOD = [
         f"The p-values of all comparisons made are corrected together with Holm's step-down method; verdict "
         f"“better” or “worse” when the corrected p < {stats.ALPHA}, else “no detectable difference”. Not tested: a "
         "side with fewer than 2 runs, or no spread at all (every difference equal), or no baseline."
+    ),
+    (
+        "The 95 % intervals are each comparison's own, not adjusted for the number of comparisons: an interval that "
+        "excludes zero can still go with “no detectable difference” after Holm's correction. An interval reaching "
+        "past 0 or 1 (or past ±100 points) says the runs disagree too much for the t approximation (e.g. some seeds "
+        "collapse): more seeds are needed to say anything."
     ),
     (
         "stats.csv: one row per config; `baseline` holds the baseline config's name on every row (empty when there is "
@@ -628,6 +634,7 @@ h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #d0
 .answer .headline { font-size: 1.15em; font-weight: 600; }
 .answer ul { padding-left: 1.2em; } .answer li { margin: 0.25em 0; }
 table { border-collapse: collapse; font-size: 0.86em; margin: 0.6em 0; }
+.wide { overflow-x: auto; }
 th, td { border: 1px solid #d0d7de; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .better { background: #dafbe1; color: #1a7f37; font-weight: 600; }
@@ -655,14 +662,14 @@ def _verdict_class(verdict: str) -> str:
 def _html_table(
     header: list[str], body: list[list[str]], numeric: set[int] = frozenset(), verdict_column: int | None = None
 ) -> str:
-    out = ["<table>", "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+    out = ['<div class="wide"><table>', "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
     for row in body:
         cells = []
         for i, text in enumerate(row):
             cls = "num" if i in numeric else (_verdict_class(text) if i == verdict_column else "")
             cells.append(f'<td class="{cls}">{html.escape(text)}</td>' if cls else f"<td>{html.escape(text)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
-    return "\n".join(out + ["</table>"])
+    return "\n".join(out + ["</table></div>"])
 
 
 def _html_figure(material: _Material, key: str, alt: str) -> str:
@@ -713,7 +720,7 @@ def to_html(material: _Material) -> str:
         _html_table(table_header, table_body, numeric={2, 3, 4, 5, 7, 8, 9}, verdict_column=10),
         (
             '<p class="note">Δ: config minus baseline, in percentage points of test accuracy. Verdicts at α = '
-            f"{stats.ALPHA} on the Holm-corrected p-value.</p>"
+            f"{stats.ALPHA} on the Holm-corrected p-value; the intervals are not adjusted (see Method).</p>"
         ),
         '<h2 id="forest">Difference from the baseline</h2>',
         _html_figure(material, "forest", "forest plot"),
@@ -734,7 +741,7 @@ def to_html(material: _Material) -> str:
         "<h3>Generalization gap</h3>",
         _html_figure(material, "gap", "generalization gap"),
         '<h2 id="runs">What each run recorded</h2>',
-        _html_table(runs_header, runs_body, numeric={2, 4, 5, 6, 7, 9}),
+        _html_table(runs_header, runs_body, numeric={2, 4, 5, 6, 7, 9, 10}),
         '<p class="note">'
         + html.escape(_runs_note(runs_body) + "Versions: " + "; ".join(_versions(material)))
         + ".</p>",
