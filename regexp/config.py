@@ -103,7 +103,7 @@ class RegularizerConfig(_Section):
         kind = data.get("type", "none")
         if kind == "none":
             for key in ("lambda", "l1", "l2", "targets", "layers"):
-                if data.get(key) is not None:
+                if data.get(key) is not None and not (key == "targets" and data[key] == []):  # [] is the resolved form
                     raise _rule(
                         "given with type none, which has no penalty; remove it or choose l1, l2 or elasticnet", key
                     )
@@ -424,6 +424,16 @@ def _path_text(parts: tuple) -> str:
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
     return out
+
+
+def penalty_problem(entry: Any) -> str | None:
+    """What is wrong with one regularizer entry as recorded in a run's metrics.json (the resolved
+    form), as '<field>: <problem>' by the config's own rules, or None if it validates."""
+    try:
+        RegularizerConfig.model_validate(entry)
+    except ValidationError as exc:
+        return _error_line(exc)
+    return None
 
 
 def _error_line(exc: ValidationError) -> str:

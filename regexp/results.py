@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from regexp.config import penalty_problem
 from regexp.errors import ResultsError
 from regexp.names import run_name_problem
 
@@ -311,10 +312,6 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_names(value) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
@@ -376,29 +373,12 @@ def _parse_metrics(path: Path) -> dict:
         if value is not None and not valid(value):
             raise DamagedRun(f"{path}: {field}: {_show(value)} is not {expected}")
     for index, entry in enumerate(metrics.get("regularizer") or []):
-        problem = _regularizer_problem(entry)
+        problem = penalty_problem(entry)  # the config's own rules, on the entry as it was resolved
         if problem:
-            raise DamagedRun(f"{path}: regularizer[{index}]{problem}")
+            field, _, what = problem.partition(": ")
+            where = f"regularizer[{index}]" + ("" if field == "(top level)" else f".{field}")
+            raise DamagedRun(f"{path}: {where}: {what}")
     return metrics
-
-
-def _regularizer_problem(entry) -> str | None:
-    """What is wrong with one regularizer entry of metrics.json, as '<.field>: <problem>', or None."""
-    if not isinstance(entry, dict):
-        return f": {_show(entry)} is not an object"
-    kind = entry.get("type", "none")
-    if kind not in ("none", "l1", "l2", "elasticnet"):
-        return f".type: {_show(kind)} is not one of none, l1, l2, elasticnet"
-    strengths = {"l1": ("lambda",), "l2": ("lambda",), "elasticnet": ("l1", "l2")}.get(kind, ())
-    for key in ("lambda", "l1", "l2"):
-        value = entry.get(key)
-        if (value is not None or key in strengths) and not _is_number(value):
-            return f".{key}: {_show(value)} is not a number"
-    if kind != "none" and not _is_names(entry.get("targets")):
-        return f".targets: {_show(entry.get('targets'))} is not a list of names"
-    if entry.get("layers") is not None and not _is_names(entry["layers"]):
-        return f".layers: {_show(entry['layers'])} is not a list of names"
-    return None
 
 
 def _parse_history(path: Path) -> list[dict]:

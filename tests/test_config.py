@@ -224,3 +224,15 @@ def test_seeds_option_repeats_each_config_over_seeds_and_keeps_a_grid_that_alrea
     )
     assert [s.config.training.seed for s in load_runs(grid, seeds=3)] == [7, 8, 7, 8]
     assert len(load_runs(grid, seeds=None)) == len(load_runs(grid, seeds=3)) == 4
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_a_resolved_config_validates_again_to_itself(path):
+    """What a run records (config.yaml, metrics.json's regularizer) passes the same rules it was made by."""
+    from regexp.config import load_runs, penalty_problem, resolved_dict, validate
+
+    for spec in load_runs(path):
+        resolved = resolved_dict(spec.config)
+        assert validate(resolved, "resolved", spec.name) == spec.config
+        entries = resolved["regularizer"] if isinstance(resolved["regularizer"], list) else [resolved["regularizer"]]
+        assert [penalty_problem(entry) for entry in entries] == [None] * len(entries)

@@ -158,7 +158,7 @@ DAMAGES = {
     "metrics_regularizer_bad_lambda": (
         lambda f: _edit_metrics(f, lambda m: m["regularizer"][0].update({"lambda": "big"})),
         "metrics.json",
-        "regularizer[0].lambda: 'big' is not a number",
+        "regularizer[0].lambda: expected a number, got string 'big'",
     ),
     "history_bad_row": (
         lambda f: _edit_history(f, lambda lines: _set_cell(lines, 3, "loss", "abc")),
