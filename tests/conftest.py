@@ -27,6 +27,19 @@ REFERENCE_CONFIGS = [
 ]
 # Tiny synthetic data: a few hundred samples, one epoch, small batches.
 TINY = {"data": {"dataset": "synthetic", "limit": 300, "test_limit": 100}, "training": {"epochs": 1, "batch_size": 50}}
+# The same, as command-line overrides of any config.
+TINY_SET = [
+    "--set",
+    "data.dataset=synthetic",
+    "--set",
+    "data.limit=300",
+    "--set",
+    "data.test_limit=100",
+    "--set",
+    "training.batch_size=50",
+    "--epochs",
+    "1",
+]
 
 
 @pytest.fixture(autouse=True)

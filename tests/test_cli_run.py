@@ -8,7 +8,7 @@ import pytest
 
 from regexp.results import read_history
 
-from conftest import CONFIGS, REFERENCE_CONFIGS, TINY, merge, write_config
+from conftest import CONFIGS, REFERENCE_CONFIGS, TINY, TINY_SET, merge, write_config
 
 RUN_FILES = {
     "config.yaml",
@@ -20,18 +20,6 @@ RUN_FILES = {
     "model.weights.h5",
     "tensorboard",
 }
-TINY_SET = [
-    "--set",
-    "data.dataset=synthetic",
-    "--set",
-    "data.limit=300",
-    "--set",
-    "data.test_limit=100",
-    "--set",
-    "training.batch_size=50",
-    "--epochs",
-    "1",
-]
 
 
 # One reference config end to end in the fast tier; the other seven in the slow one.

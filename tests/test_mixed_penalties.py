@@ -6,7 +6,7 @@ import pytest
 from regexp.config import load_config, validate
 from regexp.errors import ConfigError
 
-from conftest import CONFIGS
+from conftest import CONFIGS, TINY_SET
 
 keras = pytest.importorskip("keras")
 from regexp import model as model_lib  # noqa: E402
@@ -169,19 +169,7 @@ def test_mixed_examples_run_end_to_end_through_sweep_and_show_in_the_summary(cli
     folder.mkdir()
     for name in ("mixed_l2_conv_kernels_l1_dense_activity", "l2_dense_only"):
         shutil.copy(CONFIGS / f"{name}.yaml", folder)
-    tiny = [
-        "--set",
-        "data.dataset=synthetic",
-        "--set",
-        "data.limit=300",
-        "--set",
-        "data.test_limit=100",
-        "--set",
-        "training.batch_size=50",
-        "--epochs",
-        "1",
-    ]
-    result = cli("sweep", folder, "--results", tmp_path / "results", *tiny)
+    result = cli("sweep", folder, "--results", tmp_path / "results", *TINY_SET)
     assert result.exit_code == 0, result.output
     with open(tmp_path / "results" / "summary.csv") as f:
         rows = {row["config"]: row for row in csv.DictReader(f)}
