@@ -122,9 +122,13 @@ def dropout_layer(fast_path: bool) -> type[keras.layers.Dropout]:
     return RandomBitsDropout if fast_path else keras.layers.Dropout
 
 
+FUSED_PENALTIES = (keras.regularizers.L1, keras.regularizers.L2, keras.regularizers.L1L2)
+
+
 def activity_regularizer(penalty: keras.regularizers.Regularizer, fast_path: bool) -> keras.regularizers.Regularizer:
-    """An activity penalty for a path: the fused ActivityPenalty, or the Keras regularizer itself."""
-    return ActivityPenalty(penalty) if fast_path else penalty
+    """An activity penalty for a path: the fused ActivityPenalty, or the Keras regularizer itself
+    (also on the fast path for a penalty that `fused_penalty` cannot express: it knows l1 and l2 only)."""
+    return ActivityPenalty(penalty) if fast_path and isinstance(penalty, FUSED_PENALTIES) else penalty
 
 
 def describe(fast_path: bool, has_activity_penalty: bool) -> dict:

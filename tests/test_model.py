@@ -210,3 +210,13 @@ def test_both_paths_train_and_record_which_one_they_used(cli, tmp_path, fast_pat
         assert path["dropout"].startswith("RandomBitsDropout") and path["xla"].startswith("activity penalties only")
     else:
         assert (path["dropout"], path["xla"]) == ("keras.layers.Dropout", "not used")
+
+
+def test_a_penalty_the_fused_pass_cannot_express_stays_keras_own_on_the_fast_path():
+    class Huber(keras.regularizers.Regularizer):
+        def __call__(self, x):
+            return keras.ops.sum(keras.ops.sqrt(1.0 + keras.ops.square(x)) - 1.0)
+
+    custom = Huber()
+    assert speedups.activity_regularizer(custom, fast_path=True) is custom
+    assert isinstance(speedups.activity_regularizer(keras.regularizers.L2(0.01), True), speedups.ActivityPenalty)
