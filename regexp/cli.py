@@ -109,6 +109,16 @@ def _keras_verbosity() -> int:
     return 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line per epoch in logs
 
 
+def _say_damaged(root: Path, names: list[str]) -> list[str]:
+    """Name each damaged run folder among `names` that the run about to start will set aside; returns them."""
+    from regexp import results
+
+    damaged = results.damaged_runs(root, names)
+    for problem in damaged:
+        typer.echo(f"damaged: {problem}; it is moved to {root / results.DAMAGED} and trained again", err=True)
+    return damaged
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="A YAML config file, e.g. configs/l2_activity.yaml.")],
@@ -119,7 +129,6 @@ def run(
     threads: ThreadsOption = None,
 ) -> None:
     """Run one experiment: train, evaluate, and write its results folder."""
-    from regexp import results as results_lib
     from regexp.config import load_runs
     from regexp.runner import COMPLETED, SKIPPED, run_experiment
 
@@ -127,10 +136,7 @@ def run(
         specs = load_runs(config, _overrides(epochs, set_))
         if len(specs) > 1:
             raise RegexpError(f"{config}: sweep: this config asks for {len(specs)} runs; use `regexp sweep {config}`")
-        for problem in results_lib.damaged_runs(results, [specs[0].name]):
-            typer.echo(
-                f"damaged: {problem}; it is moved to {results / results_lib.DAMAGED} and trained again", err=True
-            )
+        _say_damaged(results, [specs[0].name])
         outcome = run_experiment(specs[0], results, force=force, verbose=_keras_verbosity(), threads=threads)
     if outcome.status not in (COMPLETED, SKIPPED):
         raise typer.Exit(1)
@@ -177,11 +183,7 @@ def sweep(
         todo, done = plan(folder, _overrides(epochs, set_), results, force, seeds)
         results_lib.ensure_writable_root(results)
         typer.echo(f"{len(todo) + len(done)} runs: {len(done)} already completed, {len(todo)} to run -> {results}")
-        damaged = results_lib.damaged_runs(results, [spec.name for spec in todo])
-        for problem in damaged:
-            typer.echo(
-                f"damaged: {problem}; it is moved to {results / results_lib.DAMAGED} and trained again", err=True
-            )
+        damaged = _say_damaged(results, [spec.name for spec in todo])
         try:
             executor = make_executor(
                 results,
