@@ -24,6 +24,8 @@ from regexp.results import (
     write_json_atomic,
 )
 
+from conftest import rising_history
+
 
 def good_run(root: Path, name: str, accuracy: float = 0.8, epochs: int = 3, status: str = "completed") -> Path:
     """A run folder with the files and fields `regexp run` writes that regexp reads back."""
@@ -31,17 +33,7 @@ def good_run(root: Path, name: str, accuracy: float = 0.8, epochs: int = 3, stat
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(f"name: {name}\n")
     if status != "failed":
-        rows = [
-            {
-                "epoch": e,
-                "loss": 1.0 / e,
-                "accuracy": accuracy * e / epochs,
-                "val_loss": 1.1 / e,
-                "val_accuracy": accuracy * e / epochs - 0.01,
-            }
-            for e in range(1, epochs + 1)
-        ]
-        (folder / "history.csv").write_text(history_csv(rows))
+        (folder / "history.csv").write_text(history_csv(rising_history(accuracy, epochs)))
     done = status == "completed"
     write_json_atomic(
         folder / "metrics.json",

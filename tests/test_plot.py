@@ -5,22 +5,14 @@ import sys
 
 from regexp.results import history_csv, write_json_atomic
 
+from conftest import rising_history
+
 
 def fake_run(root, name, group, seed, accuracy, lam=None, epochs=3):
     """A run folder as `regexp run` leaves it (only the files plot reads), with known numbers."""
     folder = root / name
     folder.mkdir(parents=True)
-    rows = [
-        {
-            "epoch": e,
-            "loss": 1.0 / e,
-            "accuracy": accuracy * e / epochs,
-            "val_loss": 1.1 / e,
-            "val_accuracy": accuracy * e / epochs - 0.01,
-        }
-        for e in range(1, epochs + 1)
-    ]
-    (folder / "history.csv").write_text(history_csv(rows))
+    (folder / "history.csv").write_text(history_csv(rising_history(accuracy, epochs)))
     entry = {"type": "l2", "targets": ["kernel", "bias"], "lambda": lam, "l1": None, "l2": None, "layers": None}
     write_json_atomic(
         folder / "metrics.json",
