@@ -13,11 +13,11 @@ import platform
 import socket
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import regexp
 from regexp.data import cache
+from regexp.results import write_text_atomic
 
 GIT_TIMEOUT_S = 5
 PACKAGE_DIR = Path(regexp.__file__).resolve().parent
@@ -93,13 +93,11 @@ def file_sha256(path: Path) -> str:
         while chunk := f.read(DIGEST_CHUNK):
             digest.update(chunk)
     sha = digest.hexdigest()
-    partial = entry.with_name(f".{entry.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps({"identity": identity, "sha256": sha}))
-        os.replace(partial, entry)
+        write_text_atomic(entry, json.dumps({"identity": identity, "sha256": sha}))
     except OSError:
-        partial.unlink(missing_ok=True)  # a cache that cannot be written costs only time
+        pass  # a cache that cannot be written costs only time
     return sha
 
 
