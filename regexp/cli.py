@@ -175,7 +175,7 @@ def sweep(
     from regexp import results as results_lib
     from regexp.locks import summary_lock
     from regexp.plots import plot_results
-    from regexp.runner import COMPLETED, RUNNING_ELSEWHERE, SKIPPED, RunOutcome
+    from regexp.runner import NOT_FAILED, SKIPPED, RunOutcome
     from regexp.sweep import SweepInterrupted, make_executor, plan, run_sweep, status_table
 
     with user_errors():
@@ -217,7 +217,7 @@ def sweep(
                 typer.echo(f"skipped: {problem}", err=True)
             typer.echo(f"Summary: {results / 'summary.md'}")
             _write_report(results, None, name_skipped=False)  # plot_results named them just above
-    if any(o.status not in (COMPLETED, SKIPPED, RUNNING_ELSEWHERE) for o in everything) or damaged or skipped_folders:
+    if any(o.status not in NOT_FAILED for o in everything) or damaged or skipped_folders:
         raise typer.Exit(1)
 
 

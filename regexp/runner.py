@@ -27,6 +27,7 @@ from regexp.errors import DataError, ResultsError
 
 COMPLETED, DIVERGED, FAILED, SKIPPED = "completed", "diverged", "failed", "skipped"
 RUNNING_ELSEWHERE = "running elsewhere"  # a sweep found the run locked by another process and left it
+NOT_FAILED = (COMPLETED, SKIPPED, RUNNING_ELSEWHERE)  # what a sweep neither counts as failed nor exits 1 for
 WEIGHTS = "model.weights.h5"  # a completed run's final weights (Keras's save_weights format)
 
 logger = logging.getLogger(__name__)

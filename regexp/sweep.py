@@ -20,7 +20,7 @@ from pathlib import Path
 from regexp.config import RunSpec, load_runs
 from regexp.errors import ConfigError, RegexpError, ResultsError
 from regexp.executors import Executor, InProcessExecutor, Started, WorkerProcessesExecutor
-from regexp.runner import COMPLETED, FAILED, RUNNING_ELSEWHERE, SKIPPED, RunOutcome, existing_completed
+from regexp.runner import FAILED, NOT_FAILED, RUNNING_ELSEWHERE, SKIPPED, RunOutcome, existing_completed
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
@@ -100,7 +100,7 @@ class Progress:
 
     def record(self, outcome: RunOutcome, seconds: float) -> None:
         self.done += 1
-        if outcome.status not in (COMPLETED, SKIPPED, RUNNING_ELSEWHERE):
+        if outcome.status not in NOT_FAILED:
             self.failed += 1
         if outcome.status not in (SKIPPED, RUNNING_ELSEWHERE):
             self.trained += 1
