@@ -271,7 +271,9 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
         callbacks=[board],
     )
     status = DIVERGED if fitted.diverged_epoch else COMPLETED
-    best = max(rows, key=lambda row: row.get("val_accuracy", float("-inf")), default=None)
+    best = next(
+        (row for row in rows if row["epoch"] == fitted.best_epoch), None
+    )  # as training tracked it (SaveCheckpoint)
     test_loss = test_accuracy = best_test_loss = best_test_accuracy = activations = None
     sparsity = model_lib.weight_sparsity(model)
     if status == COMPLETED:
