@@ -271,9 +271,8 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
         callbacks=[board],
     )
     status = DIVERGED if fitted.diverged_epoch else COMPLETED
-    best = next(
-        (row for row in rows if row["epoch"] == fitted.best_epoch), None
-    )  # as training tracked it (SaveCheckpoint)
+    # The best epoch as training tracked it for its weights (train.SaveCheckpoint), not chosen a second time.
+    best = next((row for row in rows if row["epoch"] == fitted.best_epoch), None)
     test_loss = test_accuracy = best_test_loss = best_test_accuracy = activations = None
     sparsity = model_lib.weight_sparsity(model)
     if status == COMPLETED:
