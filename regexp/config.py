@@ -63,6 +63,8 @@ Target = Literal["kernel", "bias", "activity"]
 Dataset = Literal["emnist", "digits", "synthetic", "idx"]
 EmnistSplit = Literal[tuple(EMNIST_CLASSES)]  # the splits are EMNIST_CLASSES' keys, written once
 Precision = Literal["auto", "float32", "mixed_bfloat16"]
+Sampler = Literal["qmc", "tpe"]
+Pruner = Literal["none", "successive_halving", "hyperband"]
 
 # The names the model builder gives its regularized layers, and the kinds that select them.
 LAYER_NAMES = ("conv1", "conv2", "dense1", "dense2")
@@ -236,6 +238,83 @@ class TrainingConfig(_Section):
     fast_path: bool = True
 
 
+class SearchRange(_Section):
+    """A range of a numeric field to search: from `low` to `high`, on a log scale if `log`."""
+
+    low: float = Field(description="The smallest value a trial may take.", allow_inf_nan=False)
+    high: float = Field(description="The largest value a trial may take (greater than low).", allow_inf_nan=False)
+    log: bool = Field(default=False, description="Sample on a log scale (low must then be greater than 0).")
+
+    @model_validator(mode="after")
+    def _a_proper_range(self) -> SearchRange:
+        if self.low >= self.high:
+            raise _rule(f"low {show_value(self.low)} must be less than high {show_value(self.high)}", "low")
+        if self.log and self.low <= 0:
+            raise _rule(f"a log range needs low greater than 0, got {show_value(self.low)}", "low")
+        return self
+
+
+def _space_form(value: Any) -> str:
+    return "choices" if isinstance(value, list) else "range"
+
+
+SpaceEntry = Annotated[
+    Annotated[SearchRange, Tag("range")] | Annotated[list[Any], Tag("choices")],
+    Discriminator(_space_form),
+]
+SEARCH_FIELD = re.compile(r"(regularizer\.\d+|[a-z_]+)\.[a-z_0-9]+")
+NOT_SEARCHED = {
+    "training.seed": "trials run on the config's seed and the confirmation on fresh ones, so the seed is not searched",
+    "name": "the run name is not a hyperparameter",
+}
+
+
+class SearchConfig(_Section):
+    """What `regexp tune` searches, and how (ignored by `regexp run` and `regexp sweep`)."""
+
+    trials: Annotated[int, Field(ge=1)] = Field(default=12, description="Trials per config (Optuna trials).")
+    confirm_seeds: Annotated[int, Field(ge=2)] = Field(
+        default=5, description="Fresh seeds the best trial's values are re-run on (at least 2, for intervals)."
+    )
+    sampler: Sampler = Field(default="qmc", description="qmc: quasi-random (Sobol) exploration; tpe: Optuna's TPE.")
+    pruner: Pruner = Field(
+        default="successive_halving",
+        description="Stops unpromising trials early on their per-epoch validation accuracy; none: every trial runs out.",
+    )
+    space: dict[str, SpaceEntry] = Field(
+        description="Field path as --set spells it (regularizer.lambda, regularizer.0.l1, training.learning_rate) "
+        "-> {low, high, log} or a list of choices."
+    )
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space_keys_are_field_paths(cls, space: Any) -> Any:
+        for key in space if isinstance(space, dict) else ():
+            if not isinstance(key, str) or not SEARCH_FIELD.fullmatch(key):
+                raise _rule(
+                    "not a field path; write it as --set does, e.g. regularizer.lambda or regularizer.0.l1",
+                    key_text(key),
+                )
+            if key in NOT_SEARCHED:
+                raise _rule(f"cannot be searched: {NOT_SEARCHED[key]}", key)
+        return space
+
+    @field_validator("space")
+    @classmethod
+    def _space_is_not_empty_and_choices_are_plain(cls, space: dict[str, Any]) -> dict[str, Any]:
+        if not space:
+            raise _rule("empty; give at least one field to search, e.g. regularizer.lambda: {low: 1.0e-6, high: 0.1}")
+        for key, entry in space.items():
+            if isinstance(entry, list):
+                if not entry:
+                    raise _rule("empty list of choices; give at least one, or a {low, high} range", key)
+                if any(not isinstance(v, (bool, int, float, str)) for v in entry):
+                    raise _rule("a choice must be a number, text or true/false", key)
+                if len({_identity(v) for v in entry}) != len(entry):
+                    raise _rule("a choice is listed twice", key)
+        return space
+
+
 _SECTION_MODELS: dict[str, type[_Section]] = {
     "regularizer": RegularizerConfig,
     "data": DataConfig,
@@ -259,6 +338,9 @@ class ExperimentConfig(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     # dotted field -> list of values; the run is repeated for every combination
     sweep: dict[str, list[Any]] | None = None
+    search: SearchConfig | None = Field(
+        default=None, description="What `regexp tune` searches; `regexp run` and `regexp sweep` ignore it."
+    )
 
     @field_validator("name")
     @classmethod
@@ -339,13 +421,83 @@ class ExperimentConfig(_Section):
             for key in self.sweep or {}:
                 if key.startswith("regularizer."):
                     raise _rule("cannot sweep a field of a list of regularizers", "sweep", key)
+        if self.search is not None:
+            self._search_fits_this_config()
         return self
+
+    def _search_fits_this_config(self) -> None:
+        """Each searched field exists here, a range sits on a number, and the config validates at
+        both ends of every range and at every choice; no field is both swept and searched."""
+        if "training.seed" in (self.sweep or {}):
+            raise _rule(
+                "cannot be swept in a config with search: (the confirmation runs choose fresh seeds)",
+                "sweep",
+                "training.seed",
+            )
+        plain = self.model_dump(by_alias=True, mode="json", exclude={"search", "sweep"})
+        for key, entry in self.search.space.items():
+            at = ("search", "space", key)
+            if key in (self.sweep or {}):
+                raise _rule("is also in sweep:; a field is either swept or searched, not both", *at)
+            current = _field_value(plain, key)
+            if isinstance(entry, SearchRange):
+                if current is None:
+                    raise _rule(
+                        "cannot take a range: this config does not set it (null), so it has nothing to tune", *at
+                    )
+                if isinstance(current, bool) or not isinstance(current, (int, float)):
+                    raise _rule(
+                        f"cannot take a range: it holds {type_name(current)} {show_value(current)} in this config "
+                        "(a range needs a number field; give a list of choices instead)",
+                        *at,
+                    )
+                if isinstance(current, int) and not (entry.low.is_integer() and entry.high.is_integer()):
+                    raise _rule("a whole-number field: low and high must be whole numbers", *at)
+                points = [("low", entry.low), ("high", entry.high)]
+            else:
+                points = [("choice", value) for value in entry]
+            for which, value in points:
+                point = copy.deepcopy(plain)
+                apply_override(point, key, int(value) if isinstance(current, int) and which != "choice" else value)
+                try:
+                    ExperimentConfig.model_validate(point)
+                except ValidationError as exc:
+                    raise _rule(f"at {which} {show_value(value)}: {_error_line(exc)}", *at) from None
 
     @property
     def penalties(self) -> list[RegularizerConfig]:
         """The regularizer entries as a list, whichever form the file used."""
         reg = self.regularizer
         return list(reg) if isinstance(reg, list) else [reg]
+
+
+def _field_value(data: dict, key: str) -> Any:
+    """The value at a dotted field path in a resolved config mapping; raises a rule error if there is none."""
+    node: Any = data
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        where = ".".join(parts[:i]) or "(top level)"
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise _rule(
+                    f"{where} is a list here (entries 0 to {len(node) - 1}); name one, e.g. {where}.0.<field>",
+                    "search",
+                    "space",
+                    key,
+                )
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if part.isdigit():
+                raise _rule(
+                    f"{where} is a single entry here, not a list; leave out the .{part}", "search", "space", key
+                )
+            if part not in node:
+                known = [k for k in node if k not in ("name", "sweep", "search")]
+                raise _rule(_unknown_field(part, known, f"{where}." if i else ""), "search", "space", key)
+            node = node[part]
+        else:
+            raise _rule(f"{where} is {type_name(node)}, not a section", "search", "space", key)
+    return node
 
 
 def _field_names(model: type[BaseModel]) -> list[str]:
@@ -375,18 +527,34 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def apply_override(data: dict, key: str, value: Any) -> None:
-    """Set a dotted field in the raw config mapping, creating sections as needed."""
+    """Set a dotted field in the raw config mapping, creating sections as needed; a number part
+    names an entry of a list (regularizer.0.lambda)."""
     parts = key.split(".")
-    node = data
+    node: Any = data
     for i, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            node = _list_entry(node, part, key, where)
+            continue
         child = node.get(part)
         if child is None:
             child = node[part] = {}
-        if not isinstance(child, dict):
-            where = ".".join(parts[: i + 1])
+        if not isinstance(child, (dict, list)) or (isinstance(child, list) and not parts[i + 1].isdigit()):
             raise config_error(f"--set {key}: {where} is a {type_name(child)}, not a section")
         node = child
+    if isinstance(node, list):
+        raise config_error(f"--set {key}: {'.'.join(parts[:-1])} is a list; name an entry, e.g. {parts[0]}.0.<field>")
     node[parts[-1]] = value
+
+
+def _list_entry(node: list, part: str, key: str, where: str) -> dict:
+    """The entry `part` (a number) of a list on the way to `key`, or a ConfigError."""
+    if not part.isdigit() or int(part) >= len(node):
+        raise config_error(f"--set {key}: {where}: the list has entries 0 to {len(node) - 1}")
+    entry = node[int(part)]
+    if not isinstance(entry, dict):
+        raise config_error(f"--set {key}: {where} is a {type_name(entry)}, not a section")
+    return entry
 
 
 # --------------------------------------------------------------------------- the one-line error
@@ -416,7 +584,18 @@ def _path(loc: tuple) -> tuple:
     """The location as the file spells it: without the tag pydantic gives a regularizer's form."""
     if len(loc) > 1 and loc[0] == "regularizer" and loc[1] in ("single", "list"):
         return loc[:1] + loc[2:]
+    if len(loc) > 3 and loc[:2] == ("search", "space") and loc[3] in ("range", "choices"):
+        return loc[:3] + loc[4:]
     return loc
+
+
+def _model_at(section: tuple[str, ...]) -> type[BaseModel]:
+    """The model whose fields a key at `section` (the string parts of its location) must be one of."""
+    if not section:
+        return ExperimentConfig
+    if section[0] == "search":
+        return SearchRange if len(section) > 2 else SearchConfig
+    return _SECTION_MODELS[section[0]]
 
 
 def _path_text(parts: tuple) -> str:
@@ -443,7 +622,7 @@ def _error_line(exc: ValidationError) -> str:
     path = _path(error["loc"])
     if error["type"] in _UNKNOWN_KEY:
         section = tuple(part for part in path[:-1] if isinstance(part, str))
-        model = _SECTION_MODELS[section[0]] if section else ExperimentConfig
+        model = _model_at(section)
         where = f"{_path_text(path[:-1])}.{key_text(path[-1])}" if path[:-1] else key_text(path[-1])
         return f"{where}: {_unknown_field(path[-1], _field_names(model))}"
     if error["type"] == "rule":
@@ -552,7 +731,7 @@ def load_config(path: Path | str, overrides: list[str] = ()) -> ExperimentConfig
 
 def resolved_dict(config: ExperimentConfig) -> dict:
     """The fully resolved config as plain data, in the file's own layout."""
-    return config.model_dump(by_alias=True, mode="json", exclude={"sweep"})
+    return config.model_dump(by_alias=True, mode="json", exclude={"sweep", "search"})
 
 
 def to_yaml(config: ExperimentConfig) -> str:
