@@ -221,6 +221,83 @@ def sweep(
         raise typer.Exit(1)
 
 
+class SamplerChoice(str, enum.Enum):
+    qmc = "qmc"
+    tpe = "tpe"
+
+
+class PrunerChoice(str, enum.Enum):
+    none = "none"
+    successive_halving = "successive_halving"
+    hyperband = "hyperband"
+
+
+@app.command()
+def tune(
+    path: Annotated[Path, typer.Argument(help="A config with a search: section, or a folder of them.")],
+    results: ResultsOption = Path("results"),
+    trials: Annotated[int | None, typer.Option("--trials", min=1, help="Trials per config (search.trials).")] = None,
+    confirm_seeds: Annotated[
+        int | None,
+        typer.Option(
+            "--confirm-seeds", min=2, help="Fresh seeds the best values are re-run on (search.confirm_seeds)."
+        ),
+    ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option("--jobs", "-j", min=1, help="Worker processes sharing each study (and the confirmation runs)."),
+    ] = 1,
+    sampler: Annotated[
+        SamplerChoice | None, typer.Option("--sampler", help="qmc (quasi-random) or tpe (search.sampler).")
+    ] = None,
+    pruner: Annotated[
+        PrunerChoice | None,
+        typer.Option("--pruner", help="none, successive_halving or hyperband (search.pruner)."),
+    ] = None,
+    epochs: EpochsOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Tune each config's search: on validation accuracy (Optuna), re-run its best values on fresh
+    seeds, and report each config at its best against the baseline at its best."""
+    from regexp import results as results_lib
+    from regexp import tune as tune_lib
+    from regexp.locks import summary_lock
+    from regexp.plots import plot_results
+    from regexp.runner import NOT_FAILED, existing_completed
+    from regexp.sweep import SweepInterrupted, make_executor, run_sweep, status_table
+
+    with user_errors():
+        overrides = _overrides(epochs, set_) + tune_lib.search_overrides(
+            trials, confirm_seeds, sampler and sampler.value, pruner and pruner.value
+        )
+        targets = tune_lib.load_targets(path, overrides)
+        results_lib.ensure_writable_root(results)
+        tune_lib.open_storage(results)  # a damaged tune.db is said before anything trains
+        planned = sum(t.search.trials for t in targets)
+        typer.echo(f"{len(targets)} studies, {planned} trials in all -> {results / tune_lib.TUNE_DB}")
+        try:
+            tune_lib.run_all_trials(targets, results, jobs, _keras_verbosity())
+            _chosen, specs = tune_lib.plan_confirmation(targets, results)
+            todo = [spec for spec in specs if not existing_completed(spec, results, False)]
+            typer.echo(
+                f"confirmation: {len(specs)} runs, {len(specs) - len(todo)} already completed, {len(todo)} to run"
+            )
+            _say_damaged(results, [spec.name for spec in todo])
+            outcomes = run_sweep(todo, make_executor(results, jobs=jobs, verbose=_keras_verbosity()))
+        except (KeyboardInterrupt, SweepInterrupted):
+            typer.echo("interrupted: the same command resumes the tuning where it stopped", err=True)
+            raise typer.Exit(130) from None
+        if outcomes:
+            typer.echo(status_table(outcomes))
+        with summary_lock(results):
+            skipped_folders = plot_results(results).skipped
+            for problem in skipped_folders:
+                typer.echo(f"skipped: {problem}", err=True)
+            _write_report(results, None, name_skipped=False)  # and the tuning report
+    if any(o.status not in NOT_FAILED for o in outcomes) or skipped_folders:
+        raise typer.Exit(1)
+
+
 def _check_backend_options(backend: Backend, jobs: int, address, cpus_per_run, gpus_per_run, shared_results) -> None:
     """Refuse options that do not belong to the chosen backend; for Ray, check that it is installed."""
     if backend is Backend.ray:
@@ -296,12 +373,18 @@ def report(
 def _write_report(root: Path, baseline: str | None, name_skipped: bool = True):
     """Write the report of `root`, name what was skipped, and print the answer."""
     from regexp.report import write_report
+    from regexp.tune_report import write_tuning
 
     written = write_report(root, baseline)
     for line in written.skipped if name_skipped else []:
         typer.echo(f"skipped: {line}", err=True)
     typer.echo("\n".join(written.answer))
     typer.echo(f"Report: {root / 'report.html'} (and report.md, stats.csv)")
+    tuning = write_tuning(root)  # a root `regexp tune` wrote into: its search and confirmation
+    if tuning is not None:
+        typer.echo("Tuning, each config at its best against the baseline at its best:")
+        typer.echo("\n".join(f"  {line}" for line in tuning.answer + tuning.warnings))
+        typer.echo(f"Tuning report: {root / 'tuning.html'} (and tuning.md, tuning.png)")
     return written
 
 

@@ -439,7 +439,7 @@ class ExperimentConfig(_Section):
             at = ("search", "space", key)
             if key in (self.sweep or {}):
                 raise _rule("is also in sweep:; a field is either swept or searched, not both", *at)
-            current = _field_value(plain, key)
+            current = field_value(plain, key)
             if isinstance(entry, SearchRange):
                 if current is None:
                     raise _rule(
@@ -471,7 +471,7 @@ class ExperimentConfig(_Section):
         return list(reg) if isinstance(reg, list) else [reg]
 
 
-def _field_value(data: dict, key: str) -> Any:
+def field_value(data: dict, key: str) -> Any:
     """The value at a dotted field path in a resolved config mapping; raises a rule error if there is none."""
     node: Any = data
     parts = key.split(".")
@@ -764,12 +764,14 @@ def group_hash(config: ExperimentConfig) -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run to do: its folder name, the label of its seed group, its resolved config."""
+    """One run to do: its folder name, the label of its seed group, its resolved config, and
+    for a run of `regexp tune` what it is there (metrics.json's `tuning`)."""
 
     name: str
     group: str
     config: ExperimentConfig
     source: str
+    tuning: dict | None = None
 
 
 def _format_value(value: Any) -> str:

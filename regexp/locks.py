@@ -37,17 +37,18 @@ class RunLocked(ResultsError):
         )
 
 
-def lock_path(root: Path, name: str) -> Path:
-    """The lock file of run `name` under `root` (the name is checked as for its run folder)."""
+def lock_path(root: Path, name: str, kind: str = "lock") -> Path:
+    """The lock file of run `name` under `root` (the name is checked as for its run folder);
+    `kind` tells apart the locks one run has (`claim`: a tuning trial's, held from ask to tell)."""
     results.run_dir(root, name)
-    return root / LOCKS / f"{name}.lock"
+    return root / LOCKS / f"{name}.{kind}"
 
 
 class RunLock:
     """The exclusive lock of one run: `acquire()` takes it or raises RunLocked; `release()` gives it back."""
 
-    def __init__(self, root: Path, name: str) -> None:
-        self.path = lock_path(root, name)
+    def __init__(self, root: Path, name: str, kind: str = "lock") -> None:
+        self.path = lock_path(root, name, kind)
         self.folder = results.run_dir(root, name)
         self._fd: int | None = None
 
@@ -91,11 +92,36 @@ def holder_of(path: Path) -> str:
     return text if text.startswith("pid ") else "pid and host not known yet"
 
 
+def wait_until_free(root: Path, name: str, kind: str = "lock") -> None:
+    """Block until no process holds that lock (take it, then give it back at once)."""
+    path = lock_path(root, name, kind)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def summary_lock(root: Path) -> Iterator[None]:
     """Wait for, then hold, the lock of the root's summary: two sweeps ending at once write it one
     after the other, each from what is on disk when it starts, so the last one is complete."""
-    path = root / LOCKS / ".summary.lock"  # a dot: no run can have this name
+    with _root_lock(root / LOCKS / ".summary.lock"):  # a dot: no run can have this name
+        yield
+
+
+@contextlib.contextmanager
+def study_lock(root: Path, study: str) -> Iterator[None]:
+    """Wait for, then hold, the lock of a tuning study: processes sharing it choose their next
+    trial one after the other, so none is asked twice or taken by two."""
+    with _root_lock(root / LOCKS / f".study-{study}.lock"):
+        yield
+
+
+@contextlib.contextmanager
+def _root_lock(path: Path) -> Iterator[None]:
+    """A blocking exclusive lock on `path`, held for the `with` block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regexp import report_figures, stats
+from regexp import report_figures, stats, tune_report
 from regexp.config import LAYER_NAMES
 from regexp.errors import RegexpError
 from regexp.plots import lambda_series
@@ -772,6 +772,10 @@ def write_report(root: Path, baseline: str | None = None) -> Report:
     runs, skipped = scan_runs(root)
     if not runs and not skipped:
         raise RegexpError(f"{root}: no runs here (a run folder holds a metrics.json)")
+    # --- regexp tune's hook: its trials were chosen on validation, so only its confirmation runs
+    # (and ordinary runs) are compared here; tune_report writes tuning.md/html about the trials.
+    runs = [run for run in runs if not tune_report.is_trial(run.metrics)]
+    # --- end of regexp tune's hook
     report = build_report(root, runs, skipped, baseline)
     for name, text in (("stats.csv", report.csv), ("report.md", report.markdown), ("report.html", report.html)):
         write_text_atomic(root / name, text)

@@ -46,7 +46,7 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "pen
 REQUIRED_HISTORY_COLUMNS = ("epoch", "loss", "accuracy")
 # A folder holding any of these is a run folder (a results root never holds them itself).
 RUN_FILES = (METRICS, HISTORY, CONFIG, MODEL_SUMMARY)
-STATUSES = ("completed", "diverged", "failed")
+STATUSES = ("completed", "diverged", "failed", "pruned")  # pruned: a tuning trial stopped early (regexp tune)
 
 
 def _temp_name(path: Path) -> Path:
@@ -332,6 +332,12 @@ _METRICS_FIELDS = {
     "test_loss": (_is_number, "a number"),
     "best_val_accuracy": (_is_number, "a number"),
     "wall_time_s": (_is_number, "a number"),
+    "tuning": (
+        lambda v: (
+            isinstance(v, dict) and v.get("role") in ("trial", "confirmation") and isinstance(v.get("study"), str)
+        ),
+        "an object with role 'trial' or 'confirmation' and a text 'study'",
+    ),
     "sparsity": (
         lambda v: isinstance(v, dict) and (not v or _is_number(v.get("overall"))),
         "an object with a number 'overall'",

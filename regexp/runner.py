@@ -16,6 +16,7 @@ import shutil
 import statistics
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,9 @@ from regexp.data import Dataset, load_dataset
 from regexp.errors import DataError, ResultsError
 
 COMPLETED, DIVERGED, FAILED, SKIPPED = "completed", "diverged", "failed", "skipped"
+PRUNED = "pruned"  # a tuning trial its pruner stopped early: neither completed nor failed
 RUNNING_ELSEWHERE = "running elsewhere"  # a sweep found the run locked by another process and left it
-NOT_FAILED = (COMPLETED, SKIPPED, RUNNING_ELSEWHERE)  # what a sweep neither counts as failed nor exits 1 for
+NOT_FAILED = (COMPLETED, SKIPPED, RUNNING_ELSEWHERE, PRUNED)  # what a sweep neither counts as failed nor exits 1 for
 WEIGHTS = "model.weights.h5"  # a completed run's final weights (Keras's save_weights format)
 
 logger = logging.getLogger(__name__)
@@ -126,11 +128,13 @@ def run_experiment(
     force: bool = False,
     verbose: int | str = "auto",
     threads: int | None = None,
+    should_prune: Callable[[int, dict], bool] | None = None,
 ) -> RunOutcome:
     """Run one experiment into `root`; user errors raise RegexpError before anything is written.
 
     A run that another process is training raises locks.RunLocked (a RegexpError) and is left
-    alone; one that another process completed meanwhile is skipped.
+    alone; one that another process completed meanwhile is skipped. `should_prune(epoch, logs)`,
+    asked after each epoch (regexp tune's pruner), stops the run when it says so: status PRUNED.
     """
     if existing_completed(spec, root, force):
         return skipped_outcome(spec, root)
@@ -140,7 +144,7 @@ def run_experiment(
         if existing_completed(spec, root, force):  # completed by another process since the check above
             return skipped_outcome(spec, root)
         set_aside_damaged_run(root, spec.name)
-        return _run_locked(spec, root, data, verbose, threads)
+        return _run_locked(spec, root, data, verbose, threads, should_prune)
 
 
 def skipped_outcome(spec: RunSpec, root: Path) -> RunOutcome:
@@ -150,7 +154,7 @@ def skipped_outcome(spec: RunSpec, root: Path) -> RunOutcome:
     return RunOutcome(spec.name, SKIPPED, final, results.read_metrics(final))
 
 
-def _run_locked(spec: RunSpec, root: Path, data: Dataset, verbose, threads) -> RunOutcome:
+def _run_locked(spec: RunSpec, root: Path, data: Dataset, verbose, threads, should_prune=None) -> RunOutcome:
     """Stage, train, record and promote one run; its lock is held by the caller."""
     final = results.run_dir(root, spec.name)
     staging = results.staging_dir(root, spec.name)
@@ -161,7 +165,7 @@ def _run_locked(spec: RunSpec, root: Path, data: Dataset, verbose, threads) -> R
         raise ResultsError(f"{staging}: cannot write ({exc.strerror or exc})") from None
     started = time.perf_counter()
     try:
-        metrics = _train_and_record(spec, data, staging, resumed, verbose, threads)
+        metrics = _train_and_record(spec, data, staging, resumed, verbose, threads, should_prune)
     except KeyboardInterrupt:
         raise
     except OSError as exc:
@@ -182,6 +186,8 @@ def _run_locked(spec: RunSpec, root: Path, data: Dataset, verbose, threads) -> R
         return failed_outcome(spec.name, final, f"could not move {staging} into {final}: {exc.strerror or exc}")
     if metrics["status"] == COMPLETED:
         logger.info(f"Test loss: {metrics['test_loss']:.4f} / Test accuracy: {metrics['test_accuracy']:.4f}")
+    elif metrics["status"] == PRUNED:
+        logger.info(f"{spec.name}: pruned after epoch {metrics['epochs_run']}")
     else:
         logger.info(f"{spec.name}: diverged (non-finite loss) in epoch {metrics['diverged_epoch']}")
     return RunOutcome(spec.name, metrics["status"], final, metrics)
@@ -196,6 +202,7 @@ def _base_metrics(spec: RunSpec) -> dict:
         "group_hash": group_hash(config),
         "seed": config.training.seed,
         "regularizer": [entry.model_dump(by_alias=True, mode="json") for entry in config.penalties],
+        **({"tuning": spec.tuning} if spec.tuning is not None else {}),
     }
 
 
@@ -228,7 +235,7 @@ def prepare_training(config, data: Dataset, threads: int | None = None):
     return model, splits, precision, precision_reason, thread_counts
 
 
-def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
+def _train_and_record(spec, data, staging, resumed, verbose, threads, should_prune=None) -> dict:
     # TensorFlow is imported here, not at module level: the CLI must start without it.
     from regexp import model as model_lib
     from regexp import plots, provenance, speedups, tensorboard_log, train
@@ -261,6 +268,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
         f"{splits.test_size} test; {precision} ({precision_reason})"
         + ("; resuming from its checkpoint" if resumed else "")
     )
+    pruner = train.StopWhen(should_prune) if should_prune else None
     fitted = train.fit(
         model,
         splits,
@@ -268,9 +276,9 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
         checkpoint_dir=str(staging / results.CHECKPOINT),
         record_epoch=record_epoch,
         verbose=verbose,
-        callbacks=[board],
+        callbacks=[board, *([pruner] if pruner else [])],
     )
-    status = DIVERGED if fitted.diverged_epoch else COMPLETED
+    status = DIVERGED if fitted.diverged_epoch else PRUNED if pruner and pruner.stopped_at else COMPLETED
     # The best epoch as training tracked it for its weights (train.SaveCheckpoint), not chosen a second time.
     best = next((row for row in rows if row["epoch"] == fitted.best_epoch), None)
     test_loss = test_accuracy = best_test_loss = best_test_accuracy = activations = None
@@ -278,7 +286,9 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
     if status == COMPLETED:
         test_loss, test_accuracy = train.evaluate(model, splits)
         activations = train.activation_statistics(model, splits.test)
+    if status in (COMPLETED, PRUNED):
         train.write_weights(model, staging / WEIGHTS)
+    if status == COMPLETED:
         if fitted.best_weights is not None:  # the weights of `best_epoch`, kept in the checkpoint until now
             model.set_weights(fitted.best_weights)
             best_test_loss, best_test_accuracy = train.evaluate(model, splits)

@@ -29,6 +29,7 @@ COLUMNS = [
     "sparsity_mean",
     "failed",
     "diverged",
+    "pruned",
     "regularizer",
     "data",
 ]
@@ -100,6 +101,7 @@ def summarize(runs: list[dict]) -> list[dict]:
                 "sparsity_mean": sparsity,
                 "failed": sum(m.get("status") == "failed" for m in members),
                 "diverged": sum(m.get("status") == "diverged" for m in members),
+                "pruned": sum(m.get("status") == "pruned" for m in members),
                 "regularizer": describe_regularizer(members[0].get("regularizer") or []),
                 "data": (members[0].get("data") or {}).get("description", ""),
             }
@@ -132,6 +134,8 @@ def to_markdown(rows: list[dict]) -> str:
         runs = f"{r['completed']}/{r['runs']}"
         if r["failed"] or r["diverged"]:
             runs += f" ({r['failed']} failed, {r['diverged']} diverged)"
+        if r["pruned"]:
+            runs += f" ({r['pruned']} pruned)"
         epoch = f" ({r['best_epoch_median']:g})" if r["best_epoch_median"] is not None else ""
         sparsity = f"{r['sparsity_mean']:.1%}" if r["sparsity_mean"] is not None else "–"
         lines.append(

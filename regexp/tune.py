@@ -1,0 +1,434 @@
+"""Tuning (`regexp tune`): each config's `search:` explored on validation accuracy by Optuna, its
+best values then re-run over fresh seeds, so the report compares every config at its best with
+the baseline at its best.
+
+- One Optuna study per config (per grid point), named after it, in Optuna's RDB storage on
+  SQLite at `<root>/tune.db`. Parameter names are the field paths (`regularizer.lambda`).
+- A trial is an ordinary run, `<config>__trial-0007` (the Optuna trial number), trained by the
+  runner on the config's own seed; its objective is the best validation accuracy of any epoch.
+  The pruner is asked after each epoch; a pruned trial's run is recorded `status: pruned`.
+- A trial is claimed (a `claim` lock of its run name, regexp.locks) from the moment it is asked
+  until the study is told how it ended; the next trial is chosen under the study's lock. So
+  processes sharing a root never take one trial twice, and a RUNNING trial whose claim is free
+  was cut short: the next process to choose resumes it (from its run's checkpoint, or from its
+  run folder if the run had ended).
+- Confirmation: the best trial's values re-run on the first `confirm_seeds` seeds that no
+  trial of this tune used, as `<config>__confirm__seed-N`, grouped under the config's name.
+
+TensorFlow is imported only by the runner, when a run trains; Optuna is imported here.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import multiprocessing
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from regexp import locks, results
+from regexp.config import RunSpec, SearchConfig, SearchRange, apply_override, field_value, load_runs, validate
+from regexp.errors import ConfigError, RegexpError, ResultsError
+from regexp.runner import COMPLETED, DIVERGED, PRUNED, RunOutcome, failed_outcome, run_experiment
+from regexp.sweep import config_files
+
+TUNE_DB = "tune.db"
+TRIAL, CONFIRMATION = "trial", "confirmation"
+CLAIM = "claim"  # the lock kind of a trial being trained (see regexp.locks.lock_path)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One study: a config (or grid point) as validated, and its search."""
+
+    spec: RunSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def search(self) -> SearchConfig:
+        return self.spec.config.search
+
+
+def search_overrides(
+    trials: int | None, confirm_seeds: int | None, sampler: str | None, pruner: str | None
+) -> list[str]:
+    """The `--set` overrides the CLI's search options stand for."""
+    given = {"trials": trials, "confirm_seeds": confirm_seeds, "sampler": sampler, "pruner": pruner}
+    return [f"search.{key}={value}" for key, value in given.items() if value is not None]
+
+
+def load_targets(folder: Path, overrides: list[str]) -> list[Target]:
+    """Every config of `folder` (or the one file) expanded into its grid points, each with a
+    `search:`; all problems gathered into one ConfigError, as a sweep's plan does."""
+    errors, targets = [], []
+    for path in config_files(folder):
+        try:
+            specs = load_runs(path, overrides)
+        except RegexpError as exc:
+            errors.append(str(exc))
+            continue
+        for spec in specs:
+            if spec.config.search is None:
+                errors.append(f"{spec.source}: search: missing; regexp tune needs a search: section (docs/tuning.md)")
+            else:
+                targets.append(Target(spec))
+    names = [t.name for t in targets]
+    errors += [
+        f"{t.spec.source}: name: '{t.name}' is also another config's name" for t in targets if names.count(t.name) > 1
+    ]
+    if errors:
+        count = f"{len(errors)} problem{'s' * (len(errors) > 1)}"
+        raise ConfigError(f"the tuning was not started, {count}:\n  " + "\n  ".join(errors))
+    return targets
+
+
+# --------------------------------------------------------------------------- run specs
+
+
+def trial_name(study: str, number: int) -> str:
+    return f"{study}__trial-{number:04d}"
+
+
+def confirmation_name(study: str, seed: int) -> str:
+    return f"{study}__confirm__seed-{seed}"
+
+
+def space_record(search: SearchConfig) -> dict:
+    """The search space as metrics.json records it (the report draws its axes from it)."""
+    return {
+        key: entry.model_dump() if isinstance(entry, SearchRange) else {"choices": list(entry)}
+        for key, entry in search.space.items()
+    }
+
+
+def with_values(target: Target, name: str, params: dict[str, Any], seed: int, tuning: dict, group: str) -> RunSpec:
+    """The target's config with `params` applied as `--set` would, on `seed`, named `name`."""
+    data = copy.deepcopy(target.spec.config.model_dump(by_alias=True, mode="json", exclude={"sweep", "search"}))
+    for key, value in params.items():
+        apply_override(data, key, value)
+    data["training"]["seed"] = seed
+    data["name"] = name
+    source = f"{target.spec.source} [{name}]"
+    return RunSpec(name, group, validate(data, source, name), source, tuning)
+
+
+def trial_spec(target: Target, number: int, params: dict[str, Any]) -> RunSpec:
+    name = trial_name(target.name, number)
+    record = {"role": TRIAL, "study": target.name, "trial": number, "params": params}
+    record["space"] = space_record(target.search)
+    return with_values(target, name, params, target.spec.config.training.seed, record, name)
+
+
+def fresh_seeds(used: set[int], count: int) -> list[int]:
+    """The first `count` seeds from 0 up that are not in `used`."""
+    seeds, seed = [], 0
+    while len(seeds) < count:
+        if seed not in used:
+            seeds.append(seed)
+        seed += 1
+    return seeds
+
+
+def confirmation_specs(target: Target, best_trial: int, params: dict[str, Any], seeds: list[int]) -> list[RunSpec]:
+    """The best trial's values on each fresh seed, grouped under the config's own name."""
+    specs = []
+    for seed in seeds:
+        record = {"role": CONFIRMATION, "study": target.name, "trial": None, "chosen_trial": best_trial}
+        record.update(params=params, space=space_record(target.search))
+        specs.append(with_values(target, confirmation_name(target.name, seed), params, seed, record, target.name))
+    return specs
+
+
+# --------------------------------------------------------------------------- the study
+
+
+def storage_url(root: Path) -> str:
+    return f"sqlite:///{(root / TUNE_DB).absolute()}"
+
+
+def open_storage(root: Path):
+    """Optuna's RDB storage on `<root>/tune.db`; a file that is no study database is a ResultsError."""
+    import optuna
+    import sqlalchemy.exc
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        # A long busy timeout: several workers write to the one SQLite file.
+        return optuna.storages.RDBStorage(storage_url(root), engine_kwargs={"connect_args": {"timeout": 120}})
+    except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ValueError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ResultsError(
+            f"{root / TUNE_DB}: not a usable Optuna study database ({reason}); move it aside to start the tuning afresh"
+        ) from None
+
+
+def make_sampler(search: SearchConfig, seed: int, worker: int):
+    import optuna
+
+    if search.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed + worker)  # each worker its own stream of start-up points
+    # Quasi-random: the Sobol sequence's position is kept in the study, shared by all workers.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # QMCSampler is marked experimental
+        return optuna.samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False)
+
+
+def make_pruner(search: SearchConfig, epochs: int):
+    import optuna
+
+    if search.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if search.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    return optuna.pruners.SuccessiveHalvingPruner()
+
+
+def open_study(target: Target, root: Path, worker: int = 0):
+    """The target's study in `<root>/tune.db`, created if new."""
+    import optuna
+
+    config = target.spec.config
+    try:
+        return optuna.create_study(
+            study_name=target.name,
+            storage=open_storage(root),
+            sampler=make_sampler(target.search, config.training.seed, worker),
+            pruner=make_pruner(target.search, config.training.epochs),
+            direction="maximize",
+            load_if_exists=True,
+        )
+    except ValueError as exc:  # e.g. a study of that name that minimizes
+        raise ResultsError(f"{root / TUNE_DB}: study {target.name}: {exc}") from None
+
+
+def suggest(trial, target: Target) -> dict[str, Any]:
+    """The trial's value of each searched field (a resumed trial gets the values it was given);
+    a range on a whole-number field gives whole numbers."""
+    plain = target.spec.config.model_dump(by_alias=True, mode="json", exclude={"sweep", "search"})
+    params = {}
+    for key, entry in target.search.space.items():
+        try:
+            if not isinstance(entry, SearchRange):
+                params[key] = trial.suggest_categorical(key, list(entry))
+            elif isinstance(field_value(plain, key), int):
+                params[key] = trial.suggest_int(key, int(entry.low), int(entry.high), log=entry.log)
+            else:
+                params[key] = trial.suggest_float(key, entry.low, entry.high, log=entry.log)
+        except ValueError as exc:  # the study in tune.db was started with another range for this field
+            raise ConfigError(
+                f"{target.spec.source}: search.space.{key}: differs from the search study {target.name} in "
+                f"tune.db was started with ({exc}); tune into another --results folder"
+            ) from None
+    return params
+
+
+@dataclass
+class Claimed:
+    """A trial this process trains: the Optuna trial, and its claim (held until the study is told)."""
+
+    trial: Any
+    claim: locks.RunLock
+    resumed: bool = False
+
+
+@dataclass
+class WaitFor:
+    """No trial left to ask, but another process trains this one: wait for its claim."""
+
+    name: str
+
+
+def next_trial(study, target: Target, root: Path) -> Claimed | WaitFor | None:
+    """Under the study's lock: a trial cut short (its claim free) to resume, else a new trial if the
+    study has fewer than `trials`, else one to wait for, else None (the study is done)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    with locks.study_lock(root, target.name):
+        trials = study.get_trials(deepcopy=False)
+        busy = None
+        for frozen in trials:
+            if frozen.state != TrialState.RUNNING:
+                continue
+            claim = locks.RunLock(root, trial_name(target.name, frozen.number), CLAIM)
+            try:
+                claim.acquire()
+            except locks.RunLocked:
+                busy = busy or trial_name(target.name, frozen.number)
+                continue
+            logger.info(f"{trial_name(target.name, frozen.number)}: cut short earlier (its process ended); resuming it")
+            return Claimed(optuna.trial.Trial(study, frozen._trial_id), claim, resumed=True)
+        if sum(t.state != TrialState.WAITING for t in trials) < target.search.trials:
+            trial = study.ask()
+            claim = locks.RunLock(root, trial_name(target.name, trial.number), CLAIM)
+            claim.acquire()
+            return Claimed(trial, claim)
+        return WaitFor(busy) if busy else None
+
+
+def finished_run(root: Path, spec: RunSpec) -> dict | None:
+    """metrics.json of `spec`'s run if it ended (completed, pruned or diverged) with this config."""
+    from regexp.config import config_hash
+
+    try:
+        run = results.load_run(results.run_dir(root, spec.name))
+    except results.DamagedRun:
+        return None
+    if run is None or run.metrics.get("config_hash") != config_hash(spec.config):
+        return None
+    return run.metrics if run.metrics["status"] in (COMPLETED, PRUNED, DIVERGED) else None
+
+
+def _pruning_rule(trial, enabled: bool):
+    """The runner's should_prune: report each epoch's validation accuracy to the trial, ask the pruner."""
+
+    def should_prune(epoch: int, logs: dict) -> bool:
+        value = logs.get("val_accuracy")
+        if value is None:
+            return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a resumed trial reports again an epoch it had reported
+            trial.report(value, epoch)
+        return enabled and trial.should_prune()
+
+    return should_prune
+
+
+def train_trial(claimed: Claimed, study, target: Target, root: Path, verbose, threads) -> RunOutcome:
+    """Train one claimed trial as a run and tell the study how it ended."""
+    from optuna.trial import TrialState
+
+    trial = claimed.trial
+    params = suggest(trial, target)
+    spec = trial_spec(target, trial.number, params)
+    trial.set_user_attr("run", spec.name)
+    metrics = finished_run(root, spec) if claimed.resumed else None
+    if metrics is not None:
+        outcome = RunOutcome(spec.name, metrics["status"], results.run_dir(root, spec.name), metrics)
+    else:
+        try:
+            outcome = run_experiment(
+                spec,
+                root,
+                verbose=verbose,
+                threads=threads,
+                should_prune=_pruning_rule(trial, target.search.pruner != "none"),
+            )
+        except RegexpError as exc:
+            outcome = failed_outcome(spec.name, results.run_dir(root, spec.name), str(exc))
+    metrics = outcome.metrics or {}
+    value = metrics.get("best_val_accuracy")
+    if outcome.status == COMPLETED and value is not None:
+        study.tell(trial, value, skip_if_finished=True)
+    elif outcome.status == PRUNED:
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+    else:
+        why = "diverged (non-finite loss)" if outcome.status == DIVERGED else outcome.status
+        shown = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items())
+        logger.warning(f"{spec.name}: {why} at {shown}; left out of the search")
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    return outcome
+
+
+def run_trials(target: Target, root: Path, *, verbose=0, threads: int | None = None, worker: int = 0) -> None:
+    """Train the target's trials until its study holds `trials` finished ones (resuming any cut short)."""
+    study = open_study(target, root, worker)
+    while True:
+        chosen = next_trial(study, target, root)
+        if chosen is None:
+            return
+        if isinstance(chosen, WaitFor):
+            logger.info(f"{chosen.name}: being trained by another process; waiting for it")
+            locks.wait_until_free(root, chosen.name, CLAIM)
+            continue
+        try:
+            train_trial(chosen, study, target, root, verbose, threads)
+        finally:
+            chosen.claim.release()
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def _worker_main(targets: list[Target], root: Path, threads: int, worker: int) -> None:
+    from regexp import logs
+
+    logs.print_lines()
+    for target in targets:
+        run_trials(target, root, verbose=0, threads=threads, worker=worker)
+
+
+def run_all_trials(targets: list[Target], root: Path, jobs: int, verbose) -> None:
+    """Every target's trials: in this process, or in `jobs` worker processes sharing each study."""
+    if jobs == 1:
+        for target in targets:
+            run_trials(target, root, verbose=verbose)
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    logger.info(f"tuning with {jobs} worker processes, {threads} TensorFlow thread{'s' * (threads > 1)} each")
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter each: TensorFlow's threads are set at start
+    workers = [context.Process(target=_worker_main, args=(targets, root, threads, i)) for i in range(jobs)]
+    for process in workers:
+        process.start()
+    try:
+        for process in workers:
+            process.join()
+    except BaseException:
+        for process in workers:
+            process.terminate()
+        raise
+    died = [p.exitcode for p in workers if p.exitcode]
+    if died:
+        raise RegexpError(
+            f"{len(died)} of {jobs} tuning workers ended with an error (exit codes {died}); "
+            "run the same command again to resume"
+        )
+
+
+# --------------------------------------------------------------------------- confirmation
+
+
+@dataclass
+class Chosen:
+    """A study's best trial: its number, values and objective, and how many trials the study ran."""
+
+    target: Target
+    trial: int
+    params: dict[str, Any]
+    value: float
+    trials: int
+    states: dict[str, int] = field(default_factory=dict)
+
+
+def best_of(target: Target, root: Path) -> Chosen | None:
+    """The target study's best completed trial, or None (said so) if no trial completed."""
+    from optuna.trial import TrialState
+
+    study = open_study(target, root)
+    trials = study.get_trials(deepcopy=False)
+    states: dict[str, int] = {}
+    for t in trials:
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        logger.warning(f"{target.name}: no trial completed ({states}); it is not confirmed")
+        return None
+    best = study.best_trial
+    return Chosen(target, best.number, dict(best.params), best.value, len(trials), states)
+
+
+def plan_confirmation(targets: list[Target], root: Path) -> tuple[list[Chosen], list[RunSpec]]:
+    """Each study's best trial and its confirmation runs, on seeds no trial of these studies used."""
+    used = {t.spec.config.training.seed for t in targets}
+    chosen = [c for c in (best_of(t, root) for t in targets) if c is not None]
+    specs = []
+    for c in chosen:
+        specs += confirmation_specs(c.target, c.trial, c.params, fresh_seeds(used, c.target.search.confirm_seeds))
+    return chosen, specs

@@ -1,0 +1,368 @@
+"""The report of a tuned results root (`regexp tune`, and `regexp report` on such a root):
+tuning.md, tuning.html and tuning.png.
+
+Read from the run folders alone (every run of a tune records `tuning` in its metrics.json:
+role, study, trial, params, space), never from tune.db, so it needs neither Optuna nor
+TensorFlow, and a damaged run folder is named and left out as everywhere else.
+
+- Per study, a table of its trials: the values tried, the best validation accuracy, the epochs
+  trained and how the trial ended (pruned, failed and diverged trials apart).
+- One figure sheet: a row per study, a column per searched field, validation accuracy against
+  the value (log axis for a log range), the chosen trial marked: the regularizers' best values
+  side by side (the tuning playbook's isolation plot).
+- A warning for each chosen value in the outer tenth of its range (on the log scale for a log range).
+- The confirmation: each study's chosen values over fresh seeds compared with the baseline's
+  (regexp.stats: paired by seed, Holm), and the answer in words with the chosen values.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+from regexp import stats  # noqa: E402
+from regexp.results import scan_runs, write_bytes_atomic, write_text_atomic  # noqa: E402
+
+TUNING_MD, TUNING_HTML, TUNING_FIGURE = "tuning.md", "tuning.html", "tuning.png"
+TRIAL, CONFIRMATION = "trial", "confirmation"
+EDGE = 0.1  # a chosen value this close to an end of its range (as a fraction of the range) is at its edge
+
+
+def tuning_of(metrics: dict) -> dict | None:
+    """A run's `tuning` record, or None for a run not made by `regexp tune`."""
+    record = metrics.get("tuning")
+    return record if isinstance(record, dict) and record.get("role") in (TRIAL, CONFIRMATION) else None
+
+
+def is_trial(metrics: dict) -> bool:
+    """True for a tuning trial's run (the ordinary report leaves these out: they were chosen on validation)."""
+    record = tuning_of(metrics)
+    return record is not None and record["role"] == TRIAL
+
+
+@dataclass
+class Study:
+    """One config's search as its runs recorded it."""
+
+    name: str
+    space: dict = field(default_factory=dict)
+    trials: list[dict] = field(default_factory=list)
+    confirmations: list[dict] = field(default_factory=list)
+
+    @property
+    def chosen(self) -> dict | None:
+        """The trial the confirmation runs re-ran, else the completed trial of best validation accuracy."""
+        numbers = {tuning_of(m).get("chosen_trial") for m in self.confirmations}
+        for m in self.trials:
+            if tuning_of(m).get("trial") in numbers:
+                return m
+        done = [m for m in self.trials if m.get("status") == "completed" and m.get("best_val_accuracy") is not None]
+        return max(done, key=lambda m: m["best_val_accuracy"], default=None)
+
+
+def collect(runs: list[dict]) -> dict[str, Study]:
+    """The runs of `regexp tune` by study, trials in trial order."""
+    studies: dict[str, Study] = {}
+    for m in runs:
+        record = tuning_of(m)
+        if record is None:
+            continue
+        study = studies.setdefault(record["study"], Study(record["study"]))
+        if isinstance(record.get("space"), dict):
+            study.space = record["space"]
+        (study.trials if record["role"] == TRIAL else study.confirmations).append(m)
+    for study in studies.values():
+        study.trials.sort(key=lambda m: tuning_of(m).get("trial") or 0)
+    return dict(sorted(studies.items()))
+
+
+def position_in_range(value: float, entry: dict) -> float | None:
+    """Where `value` lies in a {low, high, log} range, from 0 (low) to 1 (high); None for choices."""
+    if "low" not in entry or "high" not in entry:
+        return None
+    low, high = float(entry["low"]), float(entry["high"])
+    if entry.get("log"):
+        return (math.log(value) - math.log(low)) / (math.log(high) - math.log(low))
+    return (value - low) / (high - low)
+
+
+def edge_warnings(study: Study) -> list[str]:
+    """A sentence for each chosen value in the outer tenth of its range."""
+    chosen = study.chosen
+    if chosen is None:
+        return []
+    lines = []
+    for key, value in (tuning_of(chosen).get("params") or {}).items():
+        entry = study.space.get(key) or {}
+        where = position_in_range(value, entry) if isinstance(value, (int, float)) else None
+        if where is not None and (where < EDGE or where > 1 - EDGE):
+            end = "low" if where < EDGE else "high"
+            lines.append(
+                f"the best {key} for {study.name} ({show(value)}) is at the {end} edge of its range "
+                f"[{show(entry['low'])}, {show(entry['high'])}]: widen it"
+            )
+    return lines
+
+
+def show(value) -> str:
+    """A searched value as a person reads it: 3.2e-05, 0.001, 64."""
+    if isinstance(value, float):
+        return f"{value:.2g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.3g}"
+    return str(value)
+
+
+def values_text(params: dict) -> str:
+    return ", ".join(f"{key} = {show(value)}" for key, value in params.items()) or "its own values"
+
+
+# --------------------------------------------------------------------------- the confirmation
+
+
+@dataclass
+class TuningReport:
+    """What write_tuning found and wrote: the studies, the confirmation statistics, the answer."""
+
+    studies: dict[str, Study]
+    rows: list[stats.ConfigStats]
+    baseline: str | None
+    how: str
+    answer: list[str]
+    warnings: list[str]
+    skipped: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+
+def confirmation_answer(studies: dict[str, Study], rows: list[stats.ConfigStats], baseline: str | None) -> list[str]:
+    """The answer in words: each config at its chosen values against the baseline at its own."""
+    if not rows:
+        return ["No confirmation runs completed yet: nothing is compared."]
+    if baseline is None:
+        return ["No baseline among the tuned configs (exactly one must have no regularization): nothing is compared."]
+    by_name = {row.config: row for row in rows}
+    base = by_name[baseline]
+
+    def at_best(name: str) -> str:
+        study = studies.get(name)
+        chosen = study.chosen if study else None
+        params = (tuning_of(chosen) or {}).get("params") or {} if chosen else {}
+        trials = f"{len(study.trials)} trials" if study else "not tuned"
+        return f"at its best {values_text(params)} ({trials})"
+
+    lines = []
+    for row in rows:
+        if row.config == baseline:
+            continue
+        c = row.comparison
+        reach = f"{row.accuracy_mean:.4f}{_interval(row.accuracy_ci)}" if row.accuracy_mean is not None else "–"
+        head = f"{row.config}, {at_best(row.config)}, reaches {reach}"
+        base_part = (
+            f"{baseline}, {at_best(baseline)}: {base.accuracy_mean:.4f}" if base.accuracy_mean is not None else ""
+        )
+        if c is None or c.diff_mean is None:
+            lines.append(f"{head}; {base_part}; {row.verdict}.")
+            continue
+        diff = f"{100 * c.diff_mean:+.1f} points"
+        if c.ci_low is not None:
+            diff += f" [{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}]"
+        lines.append(f"{head}; {base_part}: {diff}, {row.verdict}.")
+    return lines
+
+
+def _interval(ci) -> str:
+    return "" if ci is None else f" [{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
+def build(root: Path) -> TuningReport | None:
+    """The tuning report of `root`, or None if no run there was made by `regexp tune`."""
+    runs, skipped = scan_runs(root)
+    studies = collect([run.metrics for run in runs])
+    if not studies:
+        return None
+    confirmations = [m for study in studies.values() for m in study.confirmations]
+    rows, baseline, how = stats.config_stats(confirmations) if confirmations else ([], None, "")
+    warnings = [line for study in studies.values() for line in edge_warnings(study)]
+    return TuningReport(studies, rows, baseline, how, confirmation_answer(studies, rows, baseline), warnings, skipped)
+
+
+# --------------------------------------------------------------------------- tables and figure
+
+
+def trial_table(study: Study) -> tuple[list[str], list[list[str]]]:
+    """The study's trials: number, each searched value, best validation accuracy, epochs, how it ended."""
+    keys = list(study.space)
+    chosen = study.chosen
+    header = ["trial", *keys, "best val accuracy", "epochs", "ended"]
+    body = []
+    for m in study.trials:
+        params = tuning_of(m).get("params") or {}
+        best = m.get("best_val_accuracy")
+        ended = m.get("status", "?") + (" (chosen)" if m is chosen else "")
+        epochs = f"{m.get('epochs_run', '–')}/{m.get('epochs_planned', '–')}"
+        body.append(
+            [
+                str(tuning_of(m).get("trial")),
+                *[show(params[k]) if k in params else "–" for k in keys],
+                "–" if best is None else f"{best:.4f}",
+                epochs,
+                ended,
+            ]
+        )
+    return header, body
+
+
+def figure(studies: dict[str, Study]) -> Figure | None:
+    """Validation accuracy against each searched value: a row per study, a column per field."""
+    keys = list(dict.fromkeys(key for study in studies.values() for key in study.space))
+    if not keys or not any(study.trials for study in studies.values()):
+        return None
+    fig = Figure(figsize=(4 * len(keys) + 1, 2.6 * len(studies) + 0.6), dpi=100, layout="constrained")
+    axes = fig.subplots(len(studies), len(keys), squeeze=False, sharey=True)
+    for row, study in enumerate(studies.values()):
+        chosen = study.chosen
+        for col, key in enumerate(keys):
+            ax = axes[row][col]
+            entry = study.space.get(key)
+            if entry is None:
+                ax.set_axis_off()
+                continue
+            for m in study.trials:
+                value = (tuning_of(m).get("params") or {}).get(key)
+                accuracy = m.get("best_val_accuracy")
+                if value is None or accuracy is None or isinstance(value, str):
+                    continue
+                done = m.get("status") == "completed"
+                ax.scatter(
+                    [value], [accuracy], s=28, color="#0969da" if done else "none", edgecolors="#0969da", linewidths=1
+                )
+                if m is chosen:
+                    ax.scatter([value], [accuracy], s=160, marker="*", color="#cf222e", zorder=3)
+            if entry.get("log"):
+                ax.set_xscale("log")
+            if "low" in entry:
+                ax.set_xlim(float(entry["low"]), float(entry["high"]))
+            ax.set_title(f"{study.name}: {key}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.set_ylabel("best val accuracy")
+    fig.suptitle(
+        "Tuning: each trial's best validation accuracy (hollow: pruned), the chosen trial starred", fontsize=10
+    )
+    return fig
+
+
+def to_markdown(report: TuningReport) -> str:
+    lines = ["# Tuning", "", "## Answer", ""]
+    lines += [f"- {line}" for line in report.answer]
+    if report.warnings:
+        lines += ["", "## Ranges to widen", ""] + [f"- {line}" for line in report.warnings]
+    if report.rows:
+        lines += [
+            "",
+            "## Confirmation (fresh seeds, test accuracy)",
+            "",
+            f"Baseline: {report.baseline} ({report.how}).",
+            "",
+        ]
+        lines += _md_table(*confirmation_table(report))
+    lines += ["", f"![validation accuracy against each searched value]({TUNING_FIGURE})", ""]
+    for study in report.studies.values():
+        lines += ["", f"## {study.name}: {len(study.trials)} trials", ""]
+        lines += _md_table(*trial_table(study))
+    if report.skipped:
+        lines += ["", "## Left out (damaged run folders)", ""] + [f"- {line}" for line in report.skipped]
+    return "\n".join(lines) + "\n"
+
+
+def confirmation_table(report: TuningReport) -> tuple[list[str], list[list[str]]]:
+    header = ["config", "seeds", "test accuracy [95 % CI]", "vs baseline (points)", "Holm p", "verdict"]
+    body = []
+    for row in report.rows:
+        c = row.comparison
+        mean = "–" if row.accuracy_mean is None else f"{row.accuracy_mean:.4f}{_interval(row.accuracy_ci)}"
+        diff = "–" if c is None or c.diff_mean is None else f"{100 * c.diff_mean:+.1f}"
+        if c is not None and c.ci_low is not None:
+            diff += f" [{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}]"
+        holm = "–" if row.p_holm is None else f"{row.p_holm:.3f}"
+        body.append([row.config, str(row.n), mean, diff, holm, row.verdict])
+    return header, body
+
+
+def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    return [
+        "| " + " | ".join(map(cell, header)) + " |",
+        "|" + "---|" * len(header),
+        *["| " + " | ".join(map(cell, row)) + " |" for row in body],
+    ]
+
+
+def _html_table(header: list[str], body: list[list[str]]) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def to_html(report: TuningReport, has_figure: bool) -> str:
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Tuning</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+        ".warn{color:#9a6700}</style></head><body><h1>Tuning</h1><h2>Answer</h2><ul>",
+        *[f"<li>{esc(line)}</li>" for line in report.answer],
+        "</ul>",
+    ]
+    if report.warnings:
+        parts += [
+            "<h2>Ranges to widen</h2><ul>",
+            *[f"<li class='warn'>{esc(w)}</li>" for w in report.warnings],
+            "</ul>",
+        ]
+    if report.rows:
+        parts += [
+            "<h2>Confirmation (fresh seeds, test accuracy)</h2>",
+            f"<p>Baseline: {esc(str(report.baseline))} ({esc(report.how)}).</p>",
+            _html_table(*confirmation_table(report)),
+        ]
+    if has_figure:
+        parts.append(f"<p><img src='{TUNING_FIGURE}' alt='validation accuracy against each searched value'></p>")
+    for study in report.studies.values():
+        parts += [f"<h2>{esc(study.name)}: {len(study.trials)} trials</h2>", _html_table(*trial_table(study))]
+    if report.skipped:
+        parts += [
+            "<h2>Left out (damaged run folders)</h2><ul>",
+            *[f"<li>{esc(s)}</li>" for s in report.skipped],
+            "</ul>",
+        ]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_tuning(root: Path) -> TuningReport | None:
+    """Write tuning.md, tuning.html and tuning.png at `root` if any run there was made by
+    `regexp tune`; returns what was written (None: not a tuned root, nothing written)."""
+    import io
+
+    report = build(root)
+    if report is None:
+        return None
+    fig = figure(report.studies)
+    if fig is not None:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        write_bytes_atomic(root / TUNING_FIGURE, buffer.getvalue())
+        report.written.append(root / TUNING_FIGURE)
+    for name, text in ((TUNING_MD, to_markdown(report)), (TUNING_HTML, to_html(report, fig is not None))):
+        write_text_atomic(root / name, text)
+        report.written.append(root / name)
+    return report
