@@ -521,7 +521,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise config_error(f"--set {text}: expected section.field=value")
     key, raw = text.split("=", 1)
     key = key.strip()
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|\d+))*", key):
         raise config_error(f"--set {text}: '{key}' is not a dotted field name such as training.epochs")
     return key, parse_yaml(raw, f"--set {key}") if raw.strip() else None
 

@@ -253,10 +253,16 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, should_pru
     history_path = staging / results.HISTORY
     rows = results.read_history(history_path) if resumed and history_path.exists() else []
 
+    pruned_after: list[int] = []
+
     def record_epoch(epoch: int, logs: dict) -> None:
         rows[:] = [row for row in rows if row["epoch"] < epoch] + [{"epoch": epoch, **logs}]
         results.write_text_atomic(history_path, results.history_csv(rows))
         board.record_epoch(epoch, logs)
+        # Asked here, before the epoch's checkpoint: every epoch a resumed run skips was reported.
+        if should_prune is not None and should_prune(epoch, logs):
+            pruned_after.append(epoch)
+            model.stop_training = True
         if verbose == 0:  # no Keras progress (parallel sweeps): one line per epoch instead
             shown = " ".join(
                 f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs
@@ -268,7 +274,6 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, should_pru
         f"{splits.test_size} test; {precision} ({precision_reason})"
         + ("; resuming from its checkpoint" if resumed else "")
     )
-    pruner = train.StopWhen(should_prune) if should_prune else None
     fitted = train.fit(
         model,
         splits,
@@ -276,9 +281,9 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, should_pru
         checkpoint_dir=str(staging / results.CHECKPOINT),
         record_epoch=record_epoch,
         verbose=verbose,
-        callbacks=[board, *([pruner] if pruner else [])],
+        callbacks=[board],
     )
-    status = DIVERGED if fitted.diverged_epoch else PRUNED if pruner and pruner.stopped_at else COMPLETED
+    status = DIVERGED if fitted.diverged_epoch else PRUNED if pruned_after else COMPLETED
     # The best epoch as training tracked it for its weights (train.SaveCheckpoint), not chosen a second time.
     best = next((row for row in rows if row["epoch"] == fitted.best_epoch), None)
     test_loss = test_accuracy = best_test_loss = best_test_accuracy = activations = None

@@ -242,21 +242,6 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class StopWhen(keras.callbacks.Callback):
-    """Stop training after an epoch for which `rule(epoch, logs)` (1-based epoch) says so,
-    remembering that epoch: how a tuning trial's pruner stops it."""
-
-    def __init__(self, rule: Callable[[int, dict], bool]):
-        super().__init__()
-        self.rule = rule
-        self.stopped_at: int | None = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.rule(epoch + 1, {k: float(v) for k, v in (logs or {}).items()}):
-            self.stopped_at = epoch + 1
-            self.model.stop_training = True
-
-
 class EpochTimer(keras.callbacks.Callback):
     """Seconds spent training (validation excluded) in each epoch."""
 

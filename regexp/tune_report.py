@@ -219,7 +219,9 @@ def trial_table(study: Study) -> tuple[list[str], list[list[str]]]:
 
 def figure(studies: dict[str, Study]) -> Figure | None:
     """Validation accuracy against each searched value: a row per study, a column per field."""
-    keys = list(dict.fromkeys(key for study in studies.values() for key in study.space))
+    seen = [key for study in studies.values() for key in study.space]
+    # Fields every study searches (the learning rate) first: their column has a plot in every row.
+    keys = sorted(dict.fromkeys(seen), key=lambda key: -seen.count(key))
     if not keys or not any(study.trials for study in studies.values()):
         return None
     fig = Figure(figsize=(4 * len(keys) + 1, 2.6 * len(studies) + 0.6), dpi=100, layout="constrained")
@@ -251,6 +253,7 @@ def figure(studies: dict[str, Study]) -> Figure | None:
             ax.grid(alpha=0.3)
             if col == 0:
                 ax.set_ylabel("best val accuracy")
+            ax.tick_params(labelleft=True)
     fig.suptitle(
         "Tuning: each trial's best validation accuracy (hollow: pruned), the chosen trial starred", fontsize=10
     )
