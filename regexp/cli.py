@@ -277,7 +277,7 @@ def tune(
         typer.echo(f"{len(targets)} studies, {planned} trials in all -> {results / tune_lib.TUNE_DB}")
         try:
             tune_lib.run_all_trials(targets, results, jobs, _keras_verbosity())
-            _chosen, specs = tune_lib.plan_confirmation(targets, results)
+            chosen, specs = tune_lib.plan_confirmation(targets, results)
             todo = [spec for spec in specs if not existing_completed(spec, results, False)]
             typer.echo(
                 f"confirmation: {len(specs)} runs, {len(specs) - len(todo)} already completed, {len(todo)} to run"
@@ -294,7 +294,8 @@ def tune(
             for problem in skipped_folders:
                 typer.echo(f"skipped: {problem}", err=True)
             _write_report(results, None, name_skipped=False)  # and the tuning report
-    if any(o.status not in NOT_FAILED for o in outcomes) or skipped_folders:
+    unconfirmed = len(targets) - len(chosen)  # a study none of whose trials completed (each named above)
+    if any(o.status not in NOT_FAILED for o in outcomes) or skipped_folders or unconfirmed:
         raise typer.Exit(1)
 
 

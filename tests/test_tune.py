@@ -133,24 +133,33 @@ def test_tune_end_to_end_trials_pruning_study_and_confirmation_on_fresh_seeds(cl
     two_epochs = merge(TINY5, {"training": {"epochs": 2}})
     write_config(folder, "none", tuned(two_epochs, LR, 2))
     write_config(folder, "l2", tuned(merge(two_epochs, {"regularizer": {"type": "l2"}}), {**LAMBDA, **LR}, 1))
+    write_config(folder, "nan", tuned(two_epochs, {"training.learning_rate": [1.0e12]}, 1))  # its loss turns NaN
     monkeypatch.setattr(
         optuna.trial.Trial, "should_prune", lambda self: self.study.study_name == "none" and self.number == 1
     )
 
     result = cli("tune", folder, "--results", root)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the study `nan` has no completed trial to confirm
+    assert "Traceback" not in result.output
+    assert "nan__trial-0000: diverged (non-finite loss) at training.learning_rate 1e+12; left out of the search" in (
+        result.output
+    )
+    assert "nan: no trial completed ({'fail': 1}); it is not confirmed" in result.output
+    assert [t.state for t in load_study(root, "nan").trials] == [optuna.trial.TrialState.FAIL]
+    assert metrics_of(root / "nan__trial-0000")["status"] == "diverged"
 
     names = sorted(p.name for p in root.iterdir() if (p / "metrics.json").exists())
     assert names == [
         "l2__confirm__seed-1",
         "l2__confirm__seed-2",
         "l2__trial-0000",
+        "nan__trial-0000",
         "none__confirm__seed-1",
         "none__confirm__seed-2",
         "none__trial-0000",
         "none__trial-0001",
     ]
-    for name in ("none", "l2"):
+    for name in ("none", "l2", "nan"):
         study = load_study(root, name)
         for trial in study.trials:
             run = metrics_of(root / tune.trial_name(name, trial.number))
@@ -162,6 +171,7 @@ def test_tune_end_to_end_trials_pruning_study_and_confirmation_on_fresh_seeds(cl
                 "space": run["tuning"]["space"],
             }
             assert run["seed"] == 0  # the config's own seed
+            assert run["group"] == run["run"]  # each trial a group of its own
             assert trial.user_attrs["run"] == run["run"]
             assert set(trial.params) == set(run["tuning"]["space"])
             assert list(trial.intermediate_values) == list(range(1, run["epochs_run"] + 1))
@@ -191,7 +201,14 @@ def test_tune_end_to_end_trials_pruning_study_and_confirmation_on_fresh_seeds(cl
     assert "l2, at its best regularizer.lambda = " in md and "(1 trials), reaches " in md
     assert (root / "tuning.png").stat().st_size > 0 and "<script" not in (root / "tuning.html").read_text()
     summary = (root / "summary.md").read_text()
-    assert "(1 pruned)" in summary and "failed" not in summary
+    assert "(1 pruned)" in summary and "0 failed, 1 diverged" in summary
+
+    (root / "none__trial-0001" / "metrics.json").write_text('{"run": "none__trial-0001", "status": ')
+    report = cli("report", root)
+    assert report.exit_code == 1 and "Traceback" not in report.output
+    assert f"skipped: {root / 'none__trial-0001' / 'metrics.json'}: not valid JSON" in report.output
+    md = (root / "tuning.md").read_text()
+    assert "## none: 1 trials" in md and "## Left out (damaged run folders)" in md
 
 
 @pytest.mark.slow
@@ -240,3 +257,40 @@ def test_the_tuning_study_holds_each_reference_penalty_with_its_strengths_and_th
         expected = strengths.get(config.penalties[0].type, ["regularizer.l1", "regularizer.l2"])
         assert list(config.search.space) == [*expected, "training.learning_rate"]
         assert all(entry.log and entry.high / entry.low >= 100 for entry in config.search.space.values())
+
+
+HOLD_CLAIM = (
+    "import sys, time\nfrom pathlib import Path\nfrom regexp.locks import RunLock\n"
+    "RunLock(Path(sys.argv[1]), sys.argv[2], 'claim').acquire()\nprint('held', flush=True)\ntime.sleep(600)\n"
+)
+
+
+def test_a_trial_claimed_by_a_live_process_is_left_to_it_and_resumed_once_that_process_is_gone(tmp_path):
+    """The choice of the next trial (no training): two processes never take one trial, and a
+    RUNNING trial whose claimer died is taken up again instead of asking a new one."""
+    root = tmp_path / "results"
+    root.mkdir()
+    [spec] = load_runs(write_config(tmp_path, "none", tuned(TINY5, LR, 2)))
+    target = tune.Target(spec)
+    study = tune.open_study(target, root)
+    first = study.ask()  # trial 0: RUNNING, as a process left it that asked it
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_CLAIM, str(root), "none__trial-0000"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        chosen = tune.next_trial(study, target, root)
+        assert isinstance(chosen, tune.Claimed) and chosen.trial.number == 1 and not chosen.resumed
+        study.tell(chosen.trial, 0.5)
+        chosen.claim.release()
+        waiting = tune.next_trial(study, target, root)  # two trials asked: none left to ask, trial 0 is busy
+        assert isinstance(waiting, tune.WaitFor) and waiting.name == "none__trial-0000"
+    finally:
+        holder.kill()
+        holder.wait()
+    resumed = tune.next_trial(study, target, root)  # its claimer is gone: trial 0 was cut short
+    assert isinstance(resumed, tune.Claimed) and resumed.resumed and resumed.trial.number == first.number
+    study.tell(resumed.trial, 0.4)
+    resumed.claim.release()
+    assert tune.next_trial(study, target, root) is None
+    assert len(study.trials) == 2
