@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from regexp import tune, tune_report
-from regexp.config import apply_override, config_hash, load_config, load_runs
+from regexp.config import config_hash, load_config, load_runs
+from regexp.config.schema import apply_override
 from regexp.errors import ConfigError
+from regexp.run import tune
+from regexp.study import tune_report
 
 from conftest import TINY, merge, write_config
 
@@ -260,7 +262,7 @@ def test_the_tuning_study_holds_each_reference_penalty_with_its_strengths_and_th
 
 
 HOLD_CLAIM = (
-    "import sys, time\nfrom pathlib import Path\nfrom regexp.locks import RunLock\n"
+    "import sys, time\nfrom pathlib import Path\nfrom regexp.results.locks import RunLock\n"
     "RunLock(Path(sys.argv[1]), sys.argv[2], 'claim').acquire()\nprint('held', flush=True)\ntime.sleep(600)\n"
 )
 

@@ -7,7 +7,7 @@ the baseline at its best.
 - A trial is an ordinary run, `<config>__trial-0007` (the Optuna trial number), trained by the
   runner on the config's own seed; its objective is the best validation accuracy of any epoch.
   The pruner is asked after each epoch; a pruned trial's run is recorded `status: pruned`.
-- A trial is claimed (a `claim` lock of its run name, regexp.locks) from the moment it is asked
+- A trial is claimed (a `claim` lock of its run name, regexp.results.locks) from the moment it is asked
   until the study is told how it ended; the next trial is chosen under the study's lock. So
   processes sharing a root never take one trial twice, and a RUNNING trial whose claim is free
   was cut short: the next process to choose resumes it (from its run's checkpoint, or from its
@@ -29,11 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from regexp import locks, results
-from regexp.config import RunSpec, SearchConfig, SearchRange, apply_override, field_value, load_runs, validate
+from regexp import results
+from regexp.config import RunSpec, config_hash, load_runs, validate
+from regexp.config.schema import SearchConfig, SearchRange, apply_override, field_value
 from regexp.errors import ConfigError, RegexpError, ResultsError
-from regexp.runner import COMPLETED, DIVERGED, PRUNED, RunOutcome, failed_outcome, run_experiment
-from regexp.sweep import config_files
+from regexp.results import locks
+from regexp.run.runner import COMPLETED, DIVERGED, PRUNED, RunOutcome, failed_outcome, run_experiment
+from regexp.run.sweep import config_files
 
 TUNE_DB = "tune.db"
 TRIAL, CONFIRMATION = "trial", "confirmation"
@@ -276,8 +278,6 @@ def next_trial(study, target: Target, root: Path) -> Claimed | WaitFor | None:
 
 def finished_run(root: Path, spec: RunSpec) -> dict | None:
     """metrics.json of `spec`'s run if it ended (completed, pruned or diverged) with this config."""
-    from regexp.config import config_hash
-
     try:
         run = results.load_run(results.run_dir(root, spec.name))
     except results.DamagedRun:
@@ -359,7 +359,7 @@ def run_trials(target: Target, root: Path, *, verbose=0, threads: int | None = N
 
 
 def _worker_main(targets: list[Target], root: Path, threads: int, worker: int) -> None:
-    from regexp import logs
+    from regexp.run import logs
 
     logs.print_lines()
     for target in targets:

@@ -12,7 +12,7 @@ TensorFlow, and a damaged run folder is named and left out as everywhere else.
   side by side (the tuning playbook's isolation plot).
 - A warning for each chosen value in the outer tenth of its range (on the log scale for a log range).
 - The confirmation: each study's chosen values over fresh seeds compared with the baseline's
-  (regexp.stats: paired by seed, Holm), and the answer in words with the chosen values.
+  (regexp.study.stats: paired by seed, Holm), and the answer in words with the chosen values.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
-from regexp import stats  # noqa: E402
 from regexp.results import scan_runs, write_bytes_atomic, write_text_atomic  # noqa: E402
+from regexp.study import stats  # noqa: E402
 
 TUNING_MD, TUNING_HTML, TUNING_FIGURE = "tuning.md", "tuning.html", "tuning.png"
 TRIAL, CONFIRMATION = "trial", "confirmation"
