@@ -274,7 +274,8 @@ def tune(
             typer.echo(
                 f"confirmation: {len(specs)} runs, {len(specs) - len(todo)} already completed, {len(todo)} to run"
             )
-            _say_damaged(results, [spec.name for spec in todo])
+            damaged = results_lib.damaged_runs(results, [spec.name for spec in todo])
+            _say_damaged(results, damaged)
             outcomes = run_sweep(todo, make_executor(results, jobs=jobs, verbose=_keras_verbosity()))
         except (KeyboardInterrupt, SweepInterrupted):
             typer.echo("interrupted: the same command resumes the tuning where it stopped", err=True)
@@ -283,7 +284,7 @@ def tune(
             typer.echo(status_table(outcomes))
         skipped_folders = _write_study_outputs(results)  # and the tuning report
     unconfirmed = len(targets) - len(chosen)  # a study none of whose trials completed (each named above)
-    if any_failed(outcomes) or skipped_folders or unconfirmed:
+    if any_failed(outcomes) or damaged or skipped_folders or unconfirmed:
         raise typer.Exit(1)
 
 

@@ -1,0 +1,129 @@
+"""A small tuning study with pruning (successive halving) against the same study without it,
+side by side in one run on this machine: the search's wall time and the best validation
+accuracy each found (goal: pruning at most half the time, for a best within noise), and what
+a trial spends outside its training epochs.
+
+Each study is one `regexp tune` process on synthetic data of EMNIST's shape (the learning rate
+searched over a wide log range, so some trials are clearly bad), in a fresh results root; the
+two alternate which goes first across rounds. Times are read from the study in tune.db: the
+search is the first trial's start to the last trial's end (the confirmation runs are left out).
+A trial's time outside training is its ask-to-tell time minus its training epochs (epochs run
+x samples / samples per second, from its metrics.json): it holds process-wide start-up for the
+first trial, and for every trial the model build, tracing, each epoch's validation pass,
+evaluation and writing.
+
+    python benchmarks/tune_pruning.py [--rounds 1] [--trials 8] [--epochs 6] [--samples 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import busy_cpu_seconds  # noqa: E402
+
+
+def write_config(folder: Path, trials: int, epochs: int, samples: int, pruner: str) -> Path:
+    folder.mkdir(parents=True)
+    config = {
+        "regularizer": {"type": "l2", "targets": ["kernel", "bias"]},
+        "data": {"dataset": "synthetic", "limit": samples, "test_limit": 500},
+        "model": {"num_classes": 10},
+        "training": {"epochs": epochs, "batch_size": 100},
+        "search": {
+            "trials": trials,
+            "confirm_seeds": 2,
+            "pruner": pruner,
+            "space": {
+                "training.learning_rate": {"low": 1.0e-5, "high": 1.0e-1, "log": True},
+                "regularizer.lambda": {"low": 1.0e-7, "high": 1.0e-1, "log": True},
+            },
+        },
+    }
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_study(config: Path, root: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "regexp", "tune", str(config), "--results", str(root)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start
+
+
+def study_figures(root: Path) -> dict:
+    """Search wall time, best value, trial states, and each trial's seconds outside its training epochs."""
+    import optuna
+
+    study = optuna.load_study(study_name="study", storage=f"sqlite:///{root / 'tune.db'}")
+    trials = sorted(study.trials, key=lambda t: t.number)
+    span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+    outside = []
+    for t in trials:
+        metrics = json.loads((root / f"study__trial-{t.number:04d}" / "metrics.json").read_text())
+        rate = metrics.get("train_samples_per_s")
+        training = metrics["epochs_run"] * metrics["data"]["train"] / rate if rate else 0.0
+        outside.append((t.datetime_complete - t.datetime_start).total_seconds() - training)
+    return {
+        "search_s": span,
+        "best": study.best_value,
+        "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
+        "epochs": sum(len(t.intermediate_values) for t in trials),
+        "outside_first_s": outside[0],
+        "outside_later_s": statistics.median(outside[1:]) if len(outside) > 1 else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--samples", type=int, default=4000)
+    args = parser.parse_args()
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            order = ["successive_halving", "none"] if r % 2 == 0 else ["none", "successive_halving"]
+            figures = {}
+            for pruner in order:
+                base = Path(tmp) / f"round{r}-{pruner}"
+                config = write_config(base / "configs", args.trials, args.epochs, args.samples, pruner)
+                busy_before, start = busy_cpu_seconds(), time.perf_counter()
+                total = run_study(config, base / "results")
+                busy = busy_cpu_seconds()
+                load = (busy - busy_before) / (time.perf_counter() - start) if busy and busy_before else None
+                figures[pruner] = {**study_figures(base / "results"), "total_s": total, "load": load}
+            for pruner, f in figures.items():
+                later = "–" if f["outside_later_s"] is None else f"{f['outside_later_s']:.1f} s"
+                print(
+                    f"round {r + 1} {pruner:>18}: search {f['search_s']:.1f} s ({f['epochs']} epochs trained, "
+                    f"{f['pruned']} of {args.trials} trials pruned), best val accuracy {f['best']:.4f}; "
+                    f"whole command {f['total_s']:.1f} s; outside training: first trial {f['outside_first_s']:.1f} s, "
+                    f"later trials median {later}; machine busy {f['load'] or 0:.2f} cores"
+                )
+            ratio = figures["successive_halving"]["search_s"] / figures["none"]["search_s"]
+            gap = figures["successive_halving"]["best"] - figures["none"]["best"]
+            ratios.append(ratio)
+            print(
+                f"round {r + 1}: pruned / unpruned search time {ratio:.2f} (goal <= 0.5); best found differs by {gap:+.4f}"
+            )
+    print(f"median ratio over {len(ratios)} round(s): {statistics.median(ratios):.2f} (goal <= 0.5)")
+
+
+if __name__ == "__main__":
+    main()
