@@ -296,3 +296,28 @@ def test_a_trial_claimed_by_a_live_process_is_left_to_it_and_resumed_once_that_p
     resumed.claim.release()
     assert tune.next_trial(study, target, root) is None
     assert len(study.trials) == 2
+
+
+def test_a_trial_finished_between_listing_and_claiming_is_not_taken_up_again(tmp_path, monkeypatch):
+    """Another worker tells its trial's end and lets go of its claim just after this one listed it RUNNING."""
+    import optuna
+
+    from regexp.results import locks
+
+    root = tmp_path / "results"
+    root.mkdir()
+    [spec] = load_runs(write_config(tmp_path, "none", tuned(TINY5, LR, 2)))
+    target = tune.Target(spec)
+    study = tune.open_study(target, root)
+    other = load_study(root, "none")  # the other worker's view of the study
+    asked = other.ask()
+    real_acquire = locks.RunLock.acquire
+
+    def acquire_once_the_other_has_finished(self):
+        if other.trials[0].state == optuna.trial.TrialState.RUNNING:
+            other.tell(asked.number, 0.5)
+        real_acquire(self)
+
+    monkeypatch.setattr(locks.RunLock, "acquire", acquire_once_the_other_has_finished)
+    chosen = tune.next_trial(study, target, root)
+    assert isinstance(chosen, tune.Claimed) and chosen.trial.number == 1 and not chosen.resumed

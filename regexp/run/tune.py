@@ -24,6 +24,7 @@ import copy
 import logging
 import multiprocessing
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from regexp.config import RunSpec, config_hash, load_runs, validate
 from regexp.config.schema import SearchConfig, SearchRange, apply_override, field_value
 from regexp.errors import ConfigError, RegexpError, ResultsError
 from regexp.results import locks
-from regexp.run.runner import COMPLETED, DIVERGED, PRUNED, RunOutcome, failed_outcome, run_experiment
+from regexp.run.runner import COMPLETED, DIVERGED, PRUNED, RunOutcome, run_experiment
 from regexp.run.sweep import config_files
 
 TUNE_DB = "tune.db"
@@ -266,6 +267,9 @@ def next_trial(study, target: Target, root: Path) -> Claimed | WaitFor | None:
             except locks.RunLocked:
                 busy = busy or trial_name(target.name, frozen.number)
                 continue
+            if not _still_running(study, frozen.number):  # its process told the study and let go meanwhile
+                claim.release()
+                continue
             logger.info(f"{trial_name(target.name, frozen.number)}: cut short earlier (its process ended); resuming it")
             return Claimed(optuna.trial.Trial(study, frozen._trial_id), claim, resumed=True)
         if sum(t.state != TrialState.WAITING for t in trials) < target.search.trials:
@@ -274,6 +278,13 @@ def next_trial(study, target: Target, root: Path) -> Claimed | WaitFor | None:
             claim.acquire()
             return Claimed(trial, claim)
         return WaitFor(busy) if busy else None
+
+
+def _still_running(study, number: int) -> bool:
+    """Whether trial `number` is RUNNING in the study's database now (not as first listed)."""
+    from optuna.trial import TrialState
+
+    return any(t.number == number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def finished_run(root: Path, spec: RunSpec) -> dict | None:
@@ -314,16 +325,15 @@ def train_trial(claimed: Claimed, study, target: Target, root: Path, verbose, th
     if metrics is not None:
         outcome = RunOutcome(spec.name, metrics["status"], results.run_dir(root, spec.name), metrics)
     else:
-        try:
-            outcome = run_experiment(
-                spec,
-                root,
-                verbose=verbose,
-                threads=threads,
-                should_prune=_pruning_rule(trial, target.search.pruner != "none"),
-            )
-        except RegexpError as exc:
-            outcome = failed_outcome(spec.name, results.run_dir(root, spec.name), str(exc))
+        # A RegexpError here (data that cannot be loaded, a run folder of another config) concerns
+        # every trial: it stops the tuning in one line, this trial left to be resumed.
+        outcome = run_experiment(
+            spec,
+            root,
+            verbose=verbose,
+            threads=threads,
+            should_prune=_pruning_rule(trial, target.search.pruner != "none"),
+        )
     metrics = outcome.metrics or {}
     value = metrics.get("best_val_accuracy")
     if outcome.status == COMPLETED and value is not None:
@@ -338,12 +348,15 @@ def train_trial(claimed: Claimed, study, target: Target, root: Path, verbose, th
     return outcome
 
 
-def run_trials(target: Target, root: Path, *, verbose=0, threads: int | None = None, worker: int = 0) -> None:
-    """Train the target's trials until its study holds `trials` finished ones (resuming any cut short)."""
+def run_trials(
+    target: Target, root: Path, *, verbose=0, threads: int | None = None, worker: int = 0, wait: bool = True
+) -> None:
+    """Train the target's trials until its study holds `trials` finished ones (resuming any cut
+    short); with `wait`, also wait for those other processes are training, else leave them."""
     study = open_study(target, root, worker)
     while True:
         chosen = next_trial(study, target, root)
-        if chosen is None:
+        if chosen is None or (isinstance(chosen, WaitFor) and not wait):
             return
         if isinstance(chosen, WaitFor):
             logger.info(f"{chosen.name}: being trained by another process; waiting for it")
@@ -362,8 +375,13 @@ def _worker_main(targets: list[Target], root: Path, threads: int, worker: int) -
     from regexp.run import logs
 
     logs.print_lines()
-    for target in targets:
-        run_trials(target, root, verbose=0, threads=threads, worker=worker)
+    try:
+        for wait in (False, True):  # every study's trials first; then wait for those the other workers train
+            for target in targets:
+                run_trials(target, root, verbose=0, threads=threads, worker=worker, wait=wait)
+    except RegexpError as exc:  # one line, as the CLI says it; the driver reports the worker's exit code
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def run_all_trials(targets: list[Target], root: Path, jobs: int, verbose) -> None:
