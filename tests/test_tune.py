@@ -200,7 +200,12 @@ def test_tune_end_to_end_trials_pruning_study_and_confirmation_on_fresh_seeds(cl
     assert stats.splitlines()[1].startswith("none,2,") and stats.splitlines()[2].startswith("l2,2,")
     md = (root / "tuning.md").read_text()
     assert "| 1 | " in md and "| 1/2 | pruned |" in md
-    assert "l2, at its best regularizer.lambda = " in md and "(1 trials), reaches " in md
+    assert "The baseline none, at its best training.learning_rate = " in md
+    assert (
+        "l2, at its best regularizer.lambda = " in md
+        and "; against none at its best (" in md
+        and "(1 trial), reaches " in md
+    )
     assert (root / "tuning.png").stat().st_size > 0 and "<script" not in (root / "tuning.html").read_text()
     summary = (root / "summary.md").read_text()
     assert "(1 pruned)" in summary and "0 failed, 1 diverged" in summary
@@ -210,7 +215,7 @@ def test_tune_end_to_end_trials_pruning_study_and_confirmation_on_fresh_seeds(cl
     assert report.exit_code == 1 and "Traceback" not in report.output
     assert f"skipped: {root / 'none__trial-0001' / 'metrics.json'}: not valid JSON" in report.output
     md = (root / "tuning.md").read_text()
-    assert "## none: 1 trials" in md and "## Left out (damaged run folders)" in md
+    assert "## none: 1 trial" in md and "## Left out (damaged run folders)" in md
 
 
 @pytest.mark.slow

@@ -152,19 +152,18 @@ def confirmation_answer(studies: dict[str, Study], rows: list[stats.ConfigStats]
         study = studies.get(name)
         chosen = study.chosen if study else None
         params = (tuning_of(chosen) or {}).get("params") or {} if chosen else {}
-        trials = f"{len(study.trials)} trials" if study else "not tuned"
+        trials = _trials(study) if study else "not tuned"
         return f"at its best {values_text(params)} ({trials})"
 
-    lines = []
+    base_reach = f"{_mean(base)}{_interval(base.accuracy_ci)}"
+    lines = [f"The baseline {baseline}, {at_best(baseline)}, reaches {base_reach} over {base.n} fresh seeds."]
     for row in rows:
         if row.config == baseline:
             continue
         c = row.comparison
-        reach = f"{row.accuracy_mean:.4f}{_interval(row.accuracy_ci)}" if row.accuracy_mean is not None else "–"
+        reach = f"{_mean(row)}{_interval(row.accuracy_ci)}"
         head = f"{row.config}, {at_best(row.config)}, reaches {reach}"
-        base_part = (
-            f"{baseline}, {at_best(baseline)}: {base.accuracy_mean:.4f}" if base.accuracy_mean is not None else ""
-        )
+        base_part = f"against {baseline} at its best ({_mean(base)})"
         if c is None or c.diff_mean is None:
             lines.append(f"{head}; {base_part}; {row.verdict}.")
             continue
@@ -173,6 +172,14 @@ def confirmation_answer(studies: dict[str, Study], rows: list[stats.ConfigStats]
             diff += f" [{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}]"
         lines.append(f"{head}; {base_part}: {diff}, {row.verdict}.")
     return lines
+
+
+def _trials(study: Study) -> str:
+    return f"{len(study.trials)} trial{'s' * (len(study.trials) != 1)}"
+
+
+def _mean(row: stats.ConfigStats) -> str:
+    return "–" if row.accuracy_mean is None else f"{row.accuracy_mean:.4f}"
 
 
 def _interval(ci) -> str:
@@ -276,7 +283,7 @@ def to_markdown(report: TuningReport) -> str:
         lines += _md_table(*confirmation_table(report))
     lines += ["", f"![validation accuracy against each searched value]({TUNING_FIGURE})", ""]
     for study in report.studies.values():
-        lines += ["", f"## {study.name}: {len(study.trials)} trials", ""]
+        lines += ["", f"## {study.name}: {_trials(study)}", ""]
         lines += _md_table(*trial_table(study))
     if report.skipped:
         lines += ["", "## Left out (damaged run folders)", ""] + [f"- {line}" for line in report.skipped]
@@ -340,7 +347,7 @@ def to_html(report: TuningReport, has_figure: bool) -> str:
     if has_figure:
         parts.append(f"<p><img src='{TUNING_FIGURE}' alt='validation accuracy against each searched value'></p>")
     for study in report.studies.values():
-        parts += [f"<h2>{esc(study.name)}: {len(study.trials)} trials</h2>", _html_table(*trial_table(study))]
+        parts += [f"<h2>{esc(study.name)}: {esc(_trials(study))}</h2>", _html_table(*trial_table(study))]
     if report.skipped:
         parts += [
             "<h2>Left out (damaged run folders)</h2><ul>",
