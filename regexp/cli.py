@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from regexp.errors import RegexpError
+from regexp.escape import visible
 
 app = typer.Typer(
     help="Experiments on L1, L2 and elastic-net regularization of a CNN on EMNIST.",
@@ -34,6 +35,15 @@ SetOption = Annotated[
 ]
 EpochsOption = Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Override training.epochs.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Run again even where a completed run exists.")]
+SesoiOption = Annotated[
+    float,
+    typer.Option(
+        "--sesoi",
+        metavar="POINTS",
+        help="Smallest effect of interest, in points of test accuracy: differences smaller than this do not "
+        "matter (equivalence tests, seeds needed).",
+    ),
+]
 ThreadsOption = Annotated[
     int | None, typer.Option("--threads", min=1, help="TensorFlow threads per run (default: all cores).")
 ]
@@ -115,7 +125,7 @@ def _say_damaged(root: Path, names: list[str]) -> list[str]:
 
     damaged = results.damaged_runs(root, names)
     for problem in damaged:
-        typer.echo(f"damaged: {problem}; it is moved to {root / results.DAMAGED} and trained again", err=True)
+        typer.echo(f"damaged: {visible(problem)}; it is moved to {root / results.DAMAGED} and trained again", err=True)
     return damaged
 
 
@@ -170,16 +180,19 @@ def sweep(
     cpus_per_run: CpusPerRunOption = None,
     gpus_per_run: GpusPerRunOption = None,
     shared_results: SharedResultsOption = False,
+    sesoi: SesoiOption = 0.5,
 ) -> None:
     """Run every config in a folder (grids expanded), then write the summary and comparison figures."""
     from regexp import results as results_lib
     from regexp.locks import summary_lock
     from regexp.plots import plot_results
     from regexp.runner import NOT_FAILED, SKIPPED, RunOutcome
+    from regexp.stats import sesoi_fraction
     from regexp.sweep import SweepInterrupted, make_executor, plan, run_sweep, status_table
 
     with user_errors():
         _check_backend_options(backend, jobs, address, cpus_per_run, gpus_per_run, shared_results)
+        sesoi_fraction(sesoi)  # refused before anything trains
         todo, done = plan(folder, _overrides(epochs, set_), results, force, seeds)
         results_lib.ensure_writable_root(results)
         typer.echo(f"{len(todo) + len(done)} runs: {len(done)} already completed, {len(todo)} to run -> {results}")
@@ -214,9 +227,9 @@ def sweep(
         with summary_lock(results):  # sweeps sharing the root write summary and report one after the other
             skipped_folders = plot_results(results).skipped
             for problem in skipped_folders:
-                typer.echo(f"skipped: {problem}", err=True)
+                typer.echo(f"skipped: {visible(problem)}", err=True)
             typer.echo(f"Summary: {results / 'summary.md'}")
-            _write_report(results, None, name_skipped=False)  # plot_results named them just above
+            _write_report(results, None, sesoi, name_skipped=False)  # plot_results named them just above
     if any(o.status not in NOT_FAILED for o in everything) or damaged or skipped_folders:
         raise typer.Exit(1)
 
@@ -262,7 +275,7 @@ def plot(
         if report is None or not (report.found or report.skipped):
             raise RegexpError(f"{root}: no runs here (a run folder holds a metrics.json)")
     for problem in report.skipped:
-        typer.echo(f"skipped: {problem}", err=True)
+        typer.echo(f"skipped: {visible(problem)}", err=True)
     current = (
         f" ({report.runs_current} of {report.runs} runs' curves were up to date; --redraw redraws them)"
         if report.runs_current
@@ -284,23 +297,25 @@ def report(
             help="The config every other is compared with (default: the only one without regularization).",
         ),
     ] = None,
+    sesoi: SesoiOption = 0.5,
 ) -> None:
     """Write report.html, report.md and stats.csv: each config's test accuracy with its 95 % interval,
-    its difference from the baseline (paired or Welch t-test, Holm-corrected) and why (no TensorFlow)."""
+    its difference from the baseline (paired or Welch t-test, Holm-corrected), equivalence within the
+    smallest effect of interest, the seeds that would decide, and why (no TensorFlow)."""
     with user_errors():
-        written = _write_report(root, baseline)
+        written = _write_report(root, baseline, sesoi)
     if written.skipped:
         raise typer.Exit(1)
 
 
-def _write_report(root: Path, baseline: str | None, name_skipped: bool = True):
+def _write_report(root: Path, baseline: str | None, sesoi: float, name_skipped: bool = True):
     """Write the report of `root`, name what was skipped, and print the answer."""
     from regexp.report import write_report
 
-    written = write_report(root, baseline)
+    written = write_report(root, baseline, sesoi_points=sesoi)
     for line in written.skipped if name_skipped else []:
-        typer.echo(f"skipped: {line}", err=True)
-    typer.echo("\n".join(written.answer))
+        typer.echo(f"skipped: {visible(line)}", err=True)
+    typer.echo("\n".join(map(visible, written.answer)))
     typer.echo(f"Report: {root / 'report.html'} (and report.md, stats.csv)")
     return written
 
@@ -323,7 +338,7 @@ def export(
     with user_errors():
         rows, problems = collect_rows(root)
         for problem in problems:
-            typer.echo(f"skipped: {problem}", err=True)
+            typer.echo(f"skipped: {visible(problem)}", err=True)
         if not rows:
             raise RegexpError(f"{root}: no readable runs here (a run folder holds a metrics.json)")
         text = export_text(rows, format.value)

@@ -24,7 +24,13 @@ DPI = 100
 # log10 |w| bins: magnitudes below 1e-8 (and exact zeros) are counted in the first bin.
 LOG10_WEIGHT_RANGE = (-8.0, 1.0)
 WEIGHT_BINS = 90
-VERDICT_COLORS = {stats.BETTER: "#1a7f37", stats.WORSE: "#cf222e", stats.NO_DIFFERENCE: "#57606a"}
+VERDICT_COLORS = {
+    stats.BETTER: "#1a7f37",
+    stats.WORSE: "#cf222e",
+    stats.EQUIVALENT: "#0550ae",
+    stats.UNDECIDED: "#57606a",
+    stats.UNSTABLE: "#8250df",
+}
 NOT_TESTED_COLOR = "#9a6700"
 
 
@@ -83,7 +89,7 @@ def forest_plot(rows: list[stats.ConfigStats], baseline: str) -> Figure | None:
     for y, row in enumerate(rows):
         c = row.comparison
         color = VERDICT_COLORS.get(row.verdict, NOT_TESTED_COLOR)
-        if c.ci_low is not None:
+        if c.ci_low is not None and row.verdict != stats.UNSTABLE:  # no interval over a mixture
             ax.plot([100 * c.ci_low, 100 * c.ci_high], [y, y], color=color, linewidth=2.5, solid_capstyle="butt")
         if c.diff_mean is not None:
             tested = c.p_value is not None
@@ -96,7 +102,9 @@ def forest_plot(rows: list[stats.ConfigStats], baseline: str) -> Figure | None:
                 markerfacecolor=color if tested else "white",
                 markeredgewidth=2,
             )
-        if c.p_value is not None:
+        if row.verdict == stats.UNSTABLE:
+            text = f"{_points(c.diff_mean)} (mixture: no interval)\n{row.verdict}"
+        elif c.p_value is not None:
             text = (
                 f"{_points(c.diff_mean)} [{_points(c.ci_low)}, {_points(c.ci_high)}]  "
                 f"Holm p {_p(row.p_holm)}\n{row.verdict}"
