@@ -13,8 +13,8 @@ import unicodedata
 # Cells a spreadsheet reads as a formula (OWASP, CSV injection): these first characters.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Markdown punctuation that acts mid-line (a line can start nowhere else: newlines are made
-# visible first); an underscore inside a word cannot open emphasis, so it stays as it is.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+# visible first); a run of underscores inside a word cannot open or close emphasis.
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*\[\]|~]|_+")
 
 
 def visible(text: str) -> str:
@@ -33,7 +33,14 @@ def markdown(text: str) -> str:
     """`text` as literal Markdown text inside a line: control characters visible (a newline
     cannot start a heading), HTML's special characters as entities (no raw tags), Markdown's
     own punctuation backslash-escaped (no emphasis, links, code or table cells)."""
-    shown = _MARKDOWN_SPECIAL.sub(r"\\\1", visible(text))
+    shown = visible(text)
+
+    def escaped(match: re.Match) -> str:
+        start, end = match.span()
+        inside_word = 0 < start and end < len(shown) and shown[start - 1].isalnum() and shown[end].isalnum()
+        return match.group() if match.group()[0] == "_" and inside_word else "\\" + "\\".join(match.group())
+
+    shown = _MARKDOWN_SPECIAL.sub(escaped, shown)
     return shown.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

@@ -34,6 +34,7 @@ from scipy import optimize
 from scipy import stats as scipy_stats
 
 from regexp.errors import RegexpError
+from regexp.escape import csv_cell
 from regexp.summary import describe_regularizer, group_runs
 
 ALPHA = 0.05
@@ -595,10 +596,11 @@ def csv_row(row: ConfigStats) -> dict:
 
 
 def to_csv(rows: list[ConfigStats]) -> str:
-    """stats.csv: one line per config, COLUMNS exactly, empty cells where a value does not apply."""
+    """stats.csv: one line per config, COLUMNS exactly, empty cells where a value does not apply;
+    text cells a spreadsheet would run as a formula start with `'` (escape.csv_cell)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in csv_row(row).items()})
+        writer.writerow({k: csv_cell("" if v is None else v) for k, v in csv_row(row).items()})
     return out.getvalue()
