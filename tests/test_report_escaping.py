@@ -8,7 +8,7 @@ import io
 import pytest
 from test_report import NONE_ACC, fake_run, l2, read_stats
 
-from regexp import escape, export, report, summary
+from regexp.study import escape, export, report, summary
 
 HOSTILE = '=HYPERLINK("http://x")<script>alert(1)</script>\n# owned | cell\r@x'
 

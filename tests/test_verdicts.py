@@ -10,8 +10,8 @@ import pytest
 from scipy import stats as sp
 from test_stats import by_name, config, run
 
-from regexp import stats
 from regexp.errors import RegexpError
+from regexp.study import stats
 
 SESOI = 0.005  # 0.5 points
 

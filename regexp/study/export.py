@@ -24,8 +24,8 @@ from pathlib import Path
 import yaml
 
 from regexp import results
-from regexp.escape import csv_cell
-from regexp.flatten import flatten
+from regexp.results import flatten
+from regexp.study.escape import csv_cell
 
 FORMATS = ("csv", "json")
 

@@ -13,8 +13,8 @@ import io
 import statistics
 from pathlib import Path
 
-from regexp.escape import csv_cell, markdown
 from regexp.results import scan_runs, write_text_atomic
+from regexp.study.escape import csv_cell, markdown
 
 COLUMNS = [
     "config",

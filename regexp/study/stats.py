@@ -34,8 +34,8 @@ from scipy import optimize
 from scipy import stats as scipy_stats
 
 from regexp.errors import RegexpError
-from regexp.escape import csv_cell
-from regexp.summary import describe_regularizer, group_runs
+from regexp.study.escape import csv_cell
+from regexp.study.summary import describe_regularizer, group_runs
 
 ALPHA = 0.05
 CONFIDENCE = 0.95

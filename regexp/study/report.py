@@ -3,7 +3,7 @@
 From saved runs alone (metrics.json, history.csv, model.weights.h5; no TensorFlow) it writes,
 at the results root:
 
-- `stats.csv`: one row per config (regexp.stats.COLUMNS);
+- `stats.csv`: one row per config (regexp.study.stats.COLUMNS);
 - `report.md`: the answer, the tables and the method, as text;
 - `report.html`: the same with every figure inlined (data: URIs), one file to mail or open.
 
@@ -25,15 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from regexp import escape, report_figures, stats
 from regexp.config import LAYER_NAMES
 from regexp.errors import RegexpError, ResultsError
-from regexp.locks import summary_lock
-from regexp.plots import lambda_series
-from regexp.results import SavedRun, scan_runs
-from regexp.summary import group_runs
+from regexp.results import WEIGHTS, SavedRun, scan_runs, summary_lock
+from regexp.study import escape, report_figures, stats
+from regexp.study.plots import lambda_series
+from regexp.study.summary import group_runs
 
-WEIGHTS = "model.weights.h5"
 NOT_RECORDED = "not recorded by this run"
 QUESTION = (
     "Does a penalty help this CNN, by how much, how sure can we be, and why? Each config's test accuracy "
@@ -837,7 +835,7 @@ def _md_list(lines: list[str]) -> list[str]:
 def to_markdown(material: _Material) -> str:
     """report.md: the answer, the data, the tables and the method (figures: report.html).
 
-    Everything but the section titles is escaped as Markdown text (regexp.escape.markdown), as
+    Everything but the section titles is escaped as Markdown text (escape.markdown), as
     report.html escapes it as HTML text: names and errors read from disk are never markup.
     """
     lines = ["# Regularization study: report", "", f"_{QUESTION}_", "", "## The answer", ""]
