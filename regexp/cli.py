@@ -181,6 +181,14 @@ def sweep(
     gpus_per_run: GpusPerRunOption = None,
     shared_results: SharedResultsOption = False,
     sesoi: SesoiOption = 0.5,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the plan and train nothing: the runs to train, those already completed, and a time "
+            "estimate from comparable runs on disk. Writes nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Run every config in a folder (grids expanded), then write the summary and comparison figures."""
     from regexp.run.sweep import SweepInterrupted, any_failed, make_executor, plan_study, run_study, status_table
@@ -189,6 +197,9 @@ def sweep(
     with user_errors():
         _check_backend_options(backend, jobs, address, cpus_per_run, gpus_per_run, shared_results)
         sesoi_fraction(sesoi)  # refused before anything trains
+        if dry_run:
+            _print_plan(folder, _overrides(epochs, set_), results, force, seeds)
+            return
         study = plan_study(folder, _overrides(epochs, set_), results, force, seeds)
         typer.echo(f"{study.size} runs: {len(study.done)} already completed, {len(study.todo)} to run -> {results}")
         _say_damaged(results, study.damaged)
@@ -212,6 +223,18 @@ def sweep(
         skipped_folders = _write_study_outputs(results, sesoi)
     if any_failed(outcomes) or study.damaged or skipped_folders:
         raise typer.Exit(1)
+
+
+def _print_plan(folder: Path, overrides: list[str], root: Path, force: bool, seeds: int | None) -> None:
+    """--dry-run: validate every config and print what a sweep would do (nothing trained or written)."""
+    from regexp import results as results_lib
+    from regexp.run.dry_run import plan_lines
+    from regexp.run.sweep import plan
+
+    todo, done = plan(folder, overrides, root, force, seeds)
+    damaged = results_lib.damaged_runs(root, [spec.name for spec in todo]) if root.is_dir() else []
+    for line in plan_lines(todo, done, root, damaged):
+        typer.echo(visible(line))
 
 
 def _write_study_outputs(root: Path, sesoi: float) -> list[str]:
