@@ -217,3 +217,84 @@ def test_power_falls_back_to_the_normal_approximation_where_nct_is_not_finite(mo
 def test_power_where_scipys_nct_cdf_is_nan():
     assert math.isnan(sp.nct.cdf(-sp.t.isf(0.025, 1), 1, 8.0))  # the case the lower-tail rewrite avoids
     assert stats.two_sided_power(8.0, 1, 0.05) == pytest.approx(noncentral_power(8.0, 1, 0.05))
+
+
+# --------------------------------------------------------------------------- the report's words
+
+
+def report_study(root, host=None):
+    """none, a config equivalent to it, one undecided, one partly collapsed (10 classes, chance 0.10)."""
+    from test_report import fake_run, l2
+
+    data = {"description": "scikit-learn digits", "num_classes": 10, "train": 1150, "validation": 287, "test": 360}
+    base = [0.80, 0.82, 0.84, 0.81]
+    extra = {"data": data, **({"host": host} if host else {})}
+    for seed, b in enumerate(base):
+        fake_run(root, "none", seed, b, extra=extra)
+        fake_run(root, "same", seed, b + (0.0005, -0.0004, 0.0002, 0.0)[seed], regularizer=l2(0.001), extra=extra)
+        fake_run(root, "open", seed, b + (0.03, -0.02, 0.01, -0.01)[seed], regularizer=l2(0.01), extra=extra)
+        fake_run(root, "broken", seed, (0.10, 0.85, 0.11, 0.84)[seed], regularizer=l2(1.0), extra=extra)
+
+
+def test_the_answer_flags_collapse_first_and_ends_with_what_would_decide(cli, tmp_path):
+    report_study(tmp_path)
+    result = cli("report", tmp_path)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("Unstable: broken: 2 of 4 seeds collapsed. ")
+    assert "Of the others: 1 equivalent, 1 undecided, 1 unstable." in lines[0]
+    assert "smallest effect of interest ±0.5 points" in lines[0]
+    unstable = next(line for line in lines if line.startswith("unstable: broken"))
+    assert "broken: 2 of 4 runs collapsed (rate 50%, exact 95 % CI 7% to 93%)" in unstable
+    assert "no interval is given for it" in unstable
+    assert next(line for line in lines if line.startswith("equivalent: same")).count("within ±0.5 points") == 2
+    undecided = next(line for line in lines if line.startswith("undecided: open"))
+    assert "neither a difference nor equivalence within ±0.5 points is shown" in undecided
+    row = {r["config"]: r for r in csv.DictReader(open(tmp_path / "stats.csv", newline=""))}["open"]
+    seeds = int(row["seeds_needed"])
+    assert "To decide the undecided: seeds per config for 80 % power to detect 0.5 points" in result.output
+    assert f"open {seeds}." in result.output
+    assert f"Command: regexp sweep CONFIGS --seeds {seeds} --results {tmp_path} (CONFIGS" in result.output
+    answer_end = lines.index(next(line for line in lines if line.startswith("Report: ")))
+    assert lines[answer_end - 1].startswith("Unstable (broken): some seeds collapse")
+
+
+def test_sesoi_is_recorded_and_changes_the_verdicts(cli, tmp_path):
+    report_study(tmp_path)
+    assert cli("report", tmp_path, "--sesoi", "5").exit_code == 0
+    rows = {r["config"]: r for r in csv.DictReader(open(tmp_path / "stats.csv", newline=""))}
+    assert {r["sesoi"] for r in rows.values()} == {"0.05"}
+    assert rows["open"]["verdict"] == "equivalent"  # ±2 points of spread, within ±5
+    md = (tmp_path / "report.md").read_text()
+    assert "Smallest effect of interest (--sesoi): 5 points" in md
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "100"])
+def test_a_bad_sesoi_is_one_line_and_writes_nothing(cli, tmp_path, value):
+    report_study(tmp_path)
+    result = cli("report", tmp_path, "--sesoi", value)
+    assert result.exit_code == 2
+    assert (
+        result.output.strip()
+        == f"error: --sesoi: {float(value)} is not a number of points between 0 and 100 (exclusive)"
+    )
+    assert not (tmp_path / "stats.csv").exists()
+    sweep = cli("sweep", tmp_path / "nowhere", "--sesoi", value, "--results", tmp_path / "r")
+    assert sweep.exit_code == 2 and "--sesoi" in sweep.output and not (tmp_path / "r").exists()
+
+
+def test_method_names_the_checks_and_the_compute_from_the_runs_records(cli, tmp_path):
+    report_study(tmp_path, host={"name": "box", "cpu": "Test CPU 9000", "cores": 2, "gpus": None})
+    assert cli("report", tmp_path).exit_code == 0
+    md = (tmp_path / "report.md").read_text()
+    method = md[md.index("## Method") :]
+    assert "t interval of the mean" in method and "(not ± SD)" in method
+    assert "No interval is adjusted for the number of comparisons" in method
+    assert "test split is fixed" in method
+    # 16 runs x 12.5 s
+    assert "Compute: 0.06 hours of training in all (200 s" in method
+    assert "Test CPU 9000, 2 cores, no GPU (16 runs)" in method
+    d = np.array([0.03, -0.02, 0.01, -0.01])
+    expected = f"open: Shapiro–Wilk p = {sp.shapiro(d).pvalue:.3f}"
+    assert expected in method
+    assert "Wilcoxon signed-rank p = " in method and "they agree at α = 0.05" in method
