@@ -126,3 +126,32 @@ def test_a_writer_failing_before_its_renames_leaves_the_previous_generation_whol
     assert {name: (tmp_path / name).read_bytes() for name in report.REPORT_FILES} == before
     assert not list(tmp_path.glob(".*.tmp"))
     assert "l2_more" not in read_stats(tmp_path)
+
+
+def test_templates_and_stylesheet_ship_with_the_package_and_titles_are_said_once(cli, tmp_path):
+    import importlib.resources
+
+    folder = importlib.resources.files("regexp.study") / "templates"
+    assert {"report.md.j2", "report.html.j2", "_table.md.j2", "_macros.html.j2", "report.css"} <= {
+        p.name for p in folder.iterdir()
+    }
+    hostile_study(tmp_path)
+    assert cli("report", tmp_path).exit_code == 0
+    html = (tmp_path / "report.html").read_text()
+    md = (tmp_path / "report.md").read_text()
+    for key, title in report.TITLES.items():
+        assert key == "skipped" or title in html  # nothing was skipped here
+        if key in ("answer", "data", "table", "runs", "method"):
+            assert f"## {escape.markdown(title)}" in md
+    assert (folder / "report.css").read_text().strip() in html
+
+
+def test_html_cells_are_styled_by_column_name():
+    material = report.Table(["config", "p", "verdict"], [["a", "0.01", "better, by less than ±0.5 points"]])
+    env = report._environment("html")
+    macro = env.get_template("_macros.html.j2").module.table
+    styled = report.Table(material.header, material.body, frozenset({"p"}), "verdict")
+    text = str(macro(styled))
+    assert '<td>a</td><td class="num">0.01</td><td class="better">better, by less than ±0.5 points</td>' in text
+    assert material.verdict is None  # a table without a verdict column colours nothing
+    assert 'class="better"' not in str(macro(material))

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import collections
 import datetime
+import functools
 import glob
 import hashlib
-import html
+import importlib.resources
 import os
 import statistics
 import uuid
@@ -433,7 +434,7 @@ def build_report(
         material.figures = _figures(material, groups, histograms)
     report = Report(rows, chosen, how, material.answer, skipped)
     report.csv = stats.to_csv(rows)
-    report.markdown = to_markdown(material) + "\n" + generation_stamp(report.csv) + "\n"
+    report.markdown = to_markdown(material, generation_stamp(report.csv))
     report.html = to_html(material, generation_stamp(report.csv, report.markdown))
     return report
 
@@ -555,21 +556,6 @@ def _data_lines(material: _Material) -> list[str]:
 
 def _n_text(row: stats.ConfigStats) -> str:
     return str(row.n) if row.n == row.runs else f"{row.n} of {row.runs}"
-
-
-TABLE_NUMERIC = {
-    "n",
-    "test accuracy [95 % CI]",
-    "test loss",
-    "Δ accuracy, points [95 % CI]",
-    "p",
-    "p (Holm)",
-    "p equivalence (Holm)",
-    "detectable, points",
-    "seeds to decide",
-    "effect size",
-    "collapsed",
-}
 
 
 def _table(material: _Material) -> tuple[list[str], list[list[str]]]:
@@ -821,70 +807,52 @@ def method_lines(material: _Material) -> list[str]:
 # --------------------------------------------------------------------------- markdown
 
 
-def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
-    """A Markdown table, every cell escaped (a `|` or a newline from disk cannot break it)."""
-    return ["| " + " | ".join(map(escape.markdown, header)) + " |", "|" + "---|" * len(header)] + [
-        "| " + " | ".join(escape.markdown(c) for c in row) + " |" for row in body
-    ]
+# --------------------------------------------------------------------------- rendering
 
-
-def _md_list(lines: list[str]) -> list[str]:
-    return [f"- {escape.markdown(line)}" for line in lines]
-
-
-def to_markdown(material: _Material) -> str:
-    """report.md: the answer, the data, the tables and the method (figures: report.html).
-
-    Everything but the section titles is escaped as Markdown text (escape.markdown), as
-    report.html escapes it as HTML text: names and errors read from disk are never markup.
-    """
-    lines = ["# Regularization study: report", "", f"_{QUESTION}_", "", "## The answer", ""]
-    lines += _md_list(material.answer)
-    lines += ["", "## The question and the data", ""] + _md_list(_data_lines(material))
-    lines += ["", "## Results by config", ""] + _md_table(*_table(material))
-    if material.sparsity:
-        lines += ["", "## Near-zero weights per layer (mean over seeds)", ""] + _md_table(*_sparsity_table(material))
-    lines += ["", "## What each run recorded", ""] + _md_table(*_run_table(material))
-    versions = _runs_note(_run_table(material)[1]) + "Versions: " + "; ".join(_versions(material)) + "."
-    lines += ["", escape.markdown(versions)]
-    if material.skipped:
-        lines += ["", "## Skipped (damaged) run folders", ""] + _md_list(material.skipped)
-    lines += ["", "## Method", ""] + _md_list(method_lines(material))
-    lines += [
-        "",
-        ("The figures (forest plot, λ curves, weights, activations, generalization gap) are in report.html."),
-        "",
-    ]
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- html
-
-CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1180px; margin: 1.5em auto;
-       padding: 0 1em; color: #1f2328; line-height: 1.45; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: 0.2em; }
-.question { color: #57606a; font-style: italic; }
-.answer { border: 2px solid #0969da; border-radius: 8px; padding: 0.6em 1.2em; background: #f6f8fa; }
-.answer .headline { font-size: 1.15em; font-weight: 600; }
-.answer ul { padding-left: 1.2em; } .answer li { margin: 0.25em 0; }
-table { border-collapse: collapse; font-size: 0.86em; margin: 0.6em 0; }
-.wide { overflow-x: auto; }
-th, td { border: 1px solid #d0d7de; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.better { background: #dafbe1; color: #1a7f37; font-weight: 600; }
-.worse { background: #ffebe9; color: #cf222e; font-weight: 600; }
-.equivalent { background: #ddf4ff; color: #0550ae; font-weight: 600; }
-.undecided { background: #eaeef2; color: #57606a; }
-.unstable { background: #fbefff; color: #8250df; font-weight: 600; }
-.nottested { background: #fff8c5; color: #7d4e00; }
-.baseline { background: #ddf4ff; color: #0969da; font-weight: 600; }
-figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
-figcaption, .missing, .note { color: #57606a; font-size: 0.9em; }
-.missing { font-style: italic; } .skipped { color: #cf222e; }
-"""
-
-
+TITLE = "Regularization study: report"
+# Each section's title, once: both templates take them from here.
+TITLES = {
+    "answer": "The answer",
+    "data": "The question and the data",
+    "table": "Results by config",
+    "forest": "Difference from the baseline",
+    "lambda": "Test accuracy against λ",
+    "mechanism": "Why: what the penalty did to the network",
+    "weights": "Weights",
+    "sparsity": "Near-zero weights per layer (mean over seeds)",
+    "activations": "Activations",
+    "gap": "Generalization gap",
+    "runs": "What each run recorded",
+    "skipped": "Skipped (damaged) run folders",
+    "method": "Method",
+}
+FIGURE_ALTS = {
+    "forest": "forest plot",
+    "lambda": "lambda curves",
+    "weights": "weight magnitude histograms",
+    "activations": "activation magnitudes",
+    "gap": "generalization gap",
+}
+RESULTS_NOTE = (
+    f"Δ: config minus baseline, in percentage points of test accuracy. Verdicts at α = {stats.ALPHA} on the "
+    "Holm-corrected p-values of the difference and equivalence tests; the intervals are not adjusted (see Method). "
+    "Detectable: the smallest difference these runs detect with 80 % power; seeds to decide: per config, for the "
+    "smallest effect of interest."
+)
+TABLE_NUMERIC = {
+    "n",
+    "test accuracy [95 % CI]",
+    "test loss",
+    "Δ accuracy, points [95 % CI]",
+    "p",
+    "p (Holm)",
+    "p equivalence (Holm)",
+    "detectable, points",
+    "seeds to decide",
+    "effect size",
+    "collapsed",
+}
+RUNS_NUMERIC = {"seed", "test accuracy", "test loss", "test accuracy at best epoch", "epochs", "wall time"}
 VERDICT_CLASSES = {
     stats.BETTER: "better",
     stats.WORSE: "worse",
@@ -895,6 +863,17 @@ VERDICT_CLASSES = {
 }
 
 
+@dataclass(frozen=True)
+class Table:
+    """A table of the report: its cells as text, the columns styled by name (`numeric` ones
+    right-aligned, the `verdict` one coloured by verdict in the HTML)."""
+
+    header: list[str]
+    body: list[list[str]]
+    numeric: frozenset[str] = frozenset()
+    verdict: str | None = None
+
+
 def _verdict_class(verdict: str) -> str:
     """The CSS class of a verdict as shown (its first word decides: "better, by less than ..." is better)."""
     if verdict.startswith(stats.NOT_TESTED):
@@ -902,116 +881,80 @@ def _verdict_class(verdict: str) -> str:
     return VERDICT_CLASSES.get(verdict.split(",")[0].split(" (")[0], "")
 
 
-RUNS_NUMERIC = {"seed", "test accuracy", "test loss", "test accuracy at best epoch", "epochs", "wall time"}
-
-
-def _html_table(
-    header: list[str], body: list[list[str]], numeric: set[str] = frozenset(), verdict_column: str | None = None
-) -> str:
-    """An HTML table, every cell escaped; columns styled by their name: `numeric` right-aligned,
-    `verdict_column` coloured by verdict."""
-    out = ['<div class="wide"><table>', "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
-    for row in body:
-        cells = []
-        for name, text in zip(header, row):
-            cls = "num" if name in numeric else (_verdict_class(text) if name == verdict_column else "")
-            cells.append(f'<td class="{cls}">{html.escape(text)}</td>' if cls else f"<td>{html.escape(text)}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    return "\n".join(out + ["</table></div>"])
-
-
-def _html_figure(material: _Material, key: str, alt: str) -> str:
-    uri, text = material.figures.get(key, (None, "Figures were not drawn."))
-    if uri is None:
-        return f'<p class="missing">{html.escape(text)}</p>'
-    return (
-        f'<figure id="fig-{key}"><img src="{uri}" alt="{html.escape(alt)}">'
-        f"<figcaption>{html.escape(text)}</figcaption></figure>"
-    )
-
-
-def _answer_html(material: _Material) -> str:
+def report_model(material: _Material, stamp: str = "") -> dict:
+    """Everything both templates show, as plain text and Tables (nothing escaped yet: the templates do it)."""
     headline, items, notes = answer_parts(material.rows, material.baseline, material.how, material.root)
-    lines = [
-        f'<li><span class="{_verdict_class(row.verdict)}">{html.escape(_short_verdict(row.verdict))}</span> '
-        f"{html.escape(sentence)}</li>"
-        for row, sentence in items
-    ]
-    lines += [f'<li class="note">{html.escape(note)}</li>' for note in notes]
-    return (
-        f'<div class="answer" id="answer"><p class="headline">{html.escape(headline)}</p>'
-        + (f"<ul>{''.join(lines)}</ul>" if lines else "")
-        + "</div>"
+    sparsity = _sparsity_table(material) if material.sparsity else None
+    runs_header, runs_body = _run_table(material)
+    figures = {}
+    for key, alt in FIGURE_ALTS.items():
+        uri, text = material.figures.get(key, (None, "Figures were not drawn."))
+        figures[key] = {"uri": uri, "text": text, "alt": alt}
+    return {
+        "title": TITLE,
+        "titles": TITLES,
+        "question": QUESTION,
+        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "root": str(material.root),
+        "headline": headline,
+        "items": [
+            {"verdict": _short_verdict(row.verdict), "cls": _verdict_class(row.verdict), "sentence": sentence}
+            for row, sentence in items
+        ],
+        "notes": notes,
+        "answer_lines": material.answer,
+        "data_lines": _data_lines(material),
+        "results": Table(*_table(material), frozenset(TABLE_NUMERIC), "verdict"),
+        "results_note": RESULTS_NOTE,
+        "sparsity": Table(*sparsity, frozenset(sparsity[0][1:])) if sparsity else None,
+        "runs": Table(runs_header, runs_body, frozenset(RUNS_NUMERIC)),
+        "versions": _runs_note(runs_body) + "Versions: " + "; ".join(_versions(material)) + ".",
+        "skipped": material.skipped,
+        "method": method_lines(material),
+        "figures": figures,
+        "figures_elsewhere": "The figures (forest plot, λ curves, weights, activations, generalization gap) are in "
+        "report.html.",
+        "stamp": stamp,
+    }
+
+
+def _markdown_value(value) -> str:
+    return "" if value is None else escape.markdown(str(value))
+
+
+@functools.cache
+def _environment(kind: str):
+    """The Jinja2 environment of one output: HTML autoescaped; Markdown with every value escaped as Markdown text."""
+    import jinja2
+
+    loader = jinja2.PackageLoader("regexp.study", "templates")
+    if kind == "html":
+        env = jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
+        env.globals["verdict_class"] = _verdict_class
+        return env
+    return jinja2.Environment(
+        loader=loader, autoescape=False, finalize=_markdown_value, trim_blocks=True, lstrip_blocks=True
     )
+
+
+def _css() -> str:
+    return (importlib.resources.files("regexp.study") / "templates" / "report.css").read_text(encoding="utf-8")
+
+
+def to_markdown(material: _Material, stamp: str = "") -> str:
+    """report.md: the answer, the data, the tables and the method (figures: report.html), from
+    templates/report.md.j2; every value escaped as Markdown text, as report.html escapes it as HTML."""
+    return _environment("md").get_template("report.md.j2").render(report_model(material, stamp))
 
 
 def to_html(material: _Material, stamp: str = "") -> str:
-    """report.html: one self-contained page (inline CSS and images; no script, no network);
-    `stamp` (generation_stamp) names the files it was written with."""
-    when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    table_header, table_body = _table(material)
-    runs_header, runs_body = _run_table(material)
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>Regularization study: report</title>",
-        f"<style>{CSS}</style></head><body>",
-        "<h1>Regularization study: report</h1>",
-        f'<p class="question">{html.escape(QUESTION)}</p>',
-        f'<p class="note">Written by regexp report on {when} from {html.escape(str(material.root))}.</p>',
-        "<h2>The answer</h2>",
-        _answer_html(material),
-        '<h2 id="data">The question and the data</h2><ul>'
-        + "".join(f"<li>{html.escape(line)}</li>" for line in _data_lines(material))
-        + "</ul>",
-        '<h2 id="table">Results by config</h2>',
-        _html_table(table_header, table_body, numeric=TABLE_NUMERIC, verdict_column="verdict"),
-        (
-            '<p class="note">Δ: config minus baseline, in percentage points of test accuracy. Verdicts at α = '
-            f"{stats.ALPHA} on the Holm-corrected p-values of the difference and equivalence tests; the intervals "
-            "are not adjusted (see Method). Detectable: the smallest difference these runs detect with 80 % power; "
-            "seeds to decide: per config, for the smallest effect of interest.</p>"
-        ),
-        '<h2 id="forest">Difference from the baseline</h2>',
-        _html_figure(material, "forest", "forest plot"),
-        '<h2 id="lambda">Test accuracy against λ</h2>',
-        _html_figure(material, "lambda", "lambda curves"),
-        '<h2 id="mechanism">Why: what the penalty did to the network</h2>',
-        "<h3>Weights</h3>",
-        _html_figure(material, "weights", "weight magnitude histograms"),
-    ]
-    if material.sparsity:
-        parts += [
-            ('<p class="note">Fraction of near-zero weights (|w| below the threshold) per layer, mean over seeds:</p>'),
-            _html_table(*_sparsity_table(material), numeric=set(_sparsity_table(material)[0][1:])),
-        ]
-    parts += [
-        "<h3>Activations</h3>",
-        _html_figure(material, "activations", "activation magnitudes"),
-        "<h3>Generalization gap</h3>",
-        _html_figure(material, "gap", "generalization gap"),
-        '<h2 id="runs">What each run recorded</h2>',
-        _html_table(runs_header, runs_body, numeric=RUNS_NUMERIC),
-        '<p class="note">'
-        + html.escape(_runs_note(runs_body) + "Versions: " + "; ".join(_versions(material)))
-        + ".</p>",
-    ]
-    if material.skipped:
-        parts += [
-            '<h2 id="skipped">Skipped (damaged) run folders</h2><ul class="skipped">'
-            + "".join(f"<li>{html.escape(line)}</li>" for line in material.skipped)
-            + "</ul>"
-        ]
-    parts += [
-        '<h2 id="method">Method</h2><ul>'
-        + "".join(f"<li>{html.escape(line)}</li>" for line in method_lines(material))
-        + "</ul>",
-        f'<p class="note" id="generation">{html.escape(stamp)}</p>',
-        "</body></html>",
-        "",
-    ]
-    return "\n".join(parts)
+    """report.html: one self-contained page (inline CSS and images; no script, no network), from
+    templates/report.html.j2 with autoescape on; `stamp` (generation_stamp) names the files it was
+    written with."""
+    import markupsafe
+
+    model = report_model(material, stamp) | {"css": markupsafe.Markup(_css())}
+    return _environment("html").get_template("report.html.j2").render(model)
 
 
 # --------------------------------------------------------------------------- writing
