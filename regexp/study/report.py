@@ -30,7 +30,7 @@ from regexp.config import LAYER_NAMES
 from regexp.errors import RegexpError, ResultsError
 from regexp.results import WEIGHTS, SavedRun, scan_runs, summary_lock
 from regexp.study import escape, report_figures, stats
-from regexp.study.plots import lambda_series
+from regexp.study.plots import lambda_grids
 from regexp.study.summary import group_runs
 
 NOT_RECORDED = "not recorded by this run"
@@ -342,18 +342,6 @@ def _short_verdict(verdict: str) -> str:
 # --------------------------------------------------------------------------- building
 
 
-def _lambda_grids(metrics: list[dict]) -> dict[str, dict[str, dict[float, list[float]]]]:
-    grids: dict[str, dict[str, dict[float, list[float]]]] = {}
-    for base, series in lambda_series(metrics).items():
-        for label, points in series.items():
-            by_lambda = grids.setdefault(base, {}).setdefault(label, {})
-            for lam, m in points:
-                values = by_lambda.setdefault(lam, [])
-                if m.get("status") == "completed" and m.get("test_accuracy") is not None:
-                    values.append(m["test_accuracy"])
-    return grids
-
-
 def _activations(runs: list[SavedRun], label_of: dict[int, str]) -> dict:
     found: dict[str, dict[str, dict[str, list[float]]]] = {}
     for run in runs:
@@ -459,7 +447,7 @@ def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dic
         "No forest plot: "
         + ("there is no baseline to compare with." if baseline is None else "there is no other config to compare."),
     )
-    grids = _lambda_grids([run.metrics for run in runs])
+    grids = lambda_grids([run.metrics for run in runs])
     base_values = []
     if baseline:
         base_values = [
