@@ -298,3 +298,42 @@ def test_method_names_the_checks_and_the_compute_from_the_runs_records(cli, tmp_
     expected = f"open: Shapiro–Wilk p = {sp.shapiro(d).pvalue:.3f}"
     assert expected in method
     assert "Wilcoxon signed-rank p = " in method and "they agree at α = 0.05" in method
+
+
+def simulated_tost_power(d, sd, n, alpha, rng, runs=40_000):
+    """The share of simulated paired studies (normal differences) whose TOST rejects."""
+    x = rng.normal(d, sd, size=(runs, n))
+    se = x.std(axis=1, ddof=1) / math.sqrt(n)
+    c = sp.t.isf(alpha, n - 1)
+    return (((x.mean(axis=1) + SESOI) / se > c) & ((x.mean(axis=1) - SESOI) / se < -c)).mean()
+
+
+@pytest.mark.parametrize("n", [39, 60])
+def test_equivalence_power_matches_a_simulation_of_tost_where_plans_are_made(n):
+    rng = np.random.default_rng(n)
+    power = stats.equivalence_power(0.001, stats.Spread(True, 0.01, n), SESOI, 0.05, n)
+    assert 0.6 < power < 0.99
+    assert power == pytest.approx(simulated_tost_power(0.001, 0.01, n, 0.05, rng), abs=0.015)
+
+
+def test_equivalence_power_never_overstates_at_low_power():
+    rng = np.random.default_rng(3)
+    power = stats.equivalence_power(0.002, stats.Spread(True, 0.01, 10), SESOI, 0.05, 10)
+    assert power <= simulated_tost_power(0.002, 0.01, 10, 0.05, rng) + 0.01
+
+
+def test_an_undecided_comparison_with_the_power_planned_for_is_planned_on_equivalence():
+    # 10 seeds, differences of -0.28 points on average, SD 0.443: the difference test already has 80 %
+    # power against 0.5 points, neither test rejects, so the plan is the equivalence test's at -0.28
+    base = [0.80, 0.82, 0.84, 0.79, 0.83, 0.81, 0.85, 0.78, 0.80, 0.82]
+    z = np.array([-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, -0.2, 0.2, 0.0])
+    offsets = -0.0028 + 0.00443 * (z - z.mean()) / z.std(ddof=1)
+    row = study(base, {"near": np.add(base, offsets).tolist()})["near"]
+    d = np.asarray(offsets)
+    assert row.verdict == "undecided" and row.seeds_for == stats.EQUIVALENCE_PLAN
+    assert stats.seeds_needed(row.comparison.spread, SESOI, 0.05) <= 10
+    n = row.seeds_needed
+    spread = stats.Spread(True, d.std(ddof=1), 10)
+    assert stats.equivalence_power(d.mean(), spread, SESOI, 0.05, n) >= 0.8
+    assert stats.equivalence_power(d.mean(), spread, SESOI, 0.05, n - 1) < 0.8
+    assert stats.equivalence_seeds_needed(spread, 0.006, SESOI, 0.05) is None  # outside the margin: never

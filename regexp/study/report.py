@@ -238,11 +238,18 @@ def _deciding_lines(rows: list[stats.ConfigStats], root: Path) -> list[str]:
     if undecided:
         level = stats.planning_alpha(rows)
         sesoi = undecided[0].sesoi
-        needs = ", ".join(f"{r.config} {_seeds_text(r)}" for r in undecided)
-        lines.append(
-            f"To decide the undecided: seeds per config for 80 % power to detect {100 * sesoi:g} points at the "
-            f"observed spread (α = {stats.ALPHA}/{round(stats.ALPHA / level)}): {needs}."
-        )
+        needs = ", ".join(f"{r.config} {_seeds_text(r)}" for r in undecided if r.seeds_for == stats.DIFFERENCE_PLAN)
+        if needs:
+            lines.append(
+                f"To decide the undecided: seeds per config for 80 % power to detect {100 * sesoi:g} points at the "
+                f"observed spread (α = {stats.ALPHA}/{round(stats.ALPHA / level)}): {needs}."
+            )
+        for r in (r for r in undecided if r.seeds_for == stats.EQUIVALENCE_PLAN):
+            lines.append(
+                f"{r.config}: these runs already have 80 % power to detect {100 * sesoi:g} points, but the difference "
+                f"seen ({_pts(r.comparison.diff_mean)} points) lies inside ±{100 * sesoi:g}; for 80 % power of the "
+                f"equivalence test if that is the true difference: {_seeds_text(r)} seeds per config."
+            )
         feasible = [r.seeds_needed for r in undecided if r.seeds_needed is not None]
         if feasible:
             flag = "" if round(100 * sesoi, 9) == stats.DEFAULT_SESOI_POINTS else f" --sesoi {100 * sesoi:g}"
@@ -765,8 +772,10 @@ def method_lines(material: _Material) -> list[str]:
             f"with 80 % power at the planning level α / m = {stats.ALPHA} / {max(m, 1)} (Bonferroni, a conservative "
             "plan for Holm), at the observed spread and n; paired: noncentral t with n − 1 df and noncentrality "
             "δ√n / s_d; Welch: Welch–Satterthwaite df and noncentrality δ / √(s₁²/n₁ + s₂²/n₂). Seeds to decide: "
-            f"the fewest seeds per config (both sides) for 80 % power at the smallest effect of interest, “more than "
-            f"{stats.MAX_SEEDS}” beyond that."
+            f"the fewest seeds per config (both sides) for 80 % power at the smallest effect of interest; where the runs "
+            "already have that many, the difference seen lies inside the margin, and the seeds are those for 80 % "
+            "power of the equivalence test if the true difference is the one seen (an approximation that errs low "
+            f"only where the power is small); “more than {stats.MAX_SEEDS}” beyond that."
         ),
         (
             f"Collapsed run: it diverged (non-finite loss), or its test accuracy is at most "

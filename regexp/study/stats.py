@@ -55,6 +55,8 @@ BETTER, WORSE, EQUIVALENT, UNDECIDED, UNSTABLE, BASELINE = (
     "baseline",
 )
 NOT_TESTED = "not tested"
+DIFFERENCE_PLAN = "difference"  # seeds for 80 % power to detect a difference of sesoi
+EQUIVALENCE_PLAN = "equivalence"  # seeds for 80 % power of the equivalence test at the difference seen
 
 # Test accuracies are float32 fractions k / N (N test samples): two differences of one sample
 # each can differ by float32 rounding (about 1e-8). Spreads up to this are ties; one sample of
@@ -157,6 +159,7 @@ class ConfigStats:
     sesoi: float | None = None
     mde: float | None = None
     seeds_needed: int | None = None  # None with a comparison tested: more than MAX_SEEDS
+    seeds_for: str | None = None  # what seeds_needed plans for: DIFFERENCE_PLAN or EQUIVALENCE_PLAN
     collapse: Collapse | None = None
     collapse_p: float | None = None  # Fisher's exact test of the collapse rates, config vs baseline
     unstable_why: str | None = None
@@ -361,13 +364,46 @@ def minimum_detectable_effect(spread: Spread, alpha: float, target: float = POWE
     return float(optimize.brentq(short, 0.0, high, xtol=1e-12 * high))
 
 
+def _standard_error(spread: Spread, n: int) -> tuple[float, float]:
+    """(standard error of the difference, its degrees of freedom) with n seeds per config."""
+    if spread.paired:
+        return spread.sd / math.sqrt(n), n - 1
+    se = math.sqrt(spread.sd**2 / n + spread.sd_other**2 / n)
+    return se, welch_df(spread.sd, n, spread.sd_other, n) if se else n - 1
+
+
+def equivalence_power(difference: float, spread: Spread, sesoi: float, alpha: float, n: int) -> float:
+    """Power of the equivalence test (TOST at level `alpha`, n seeds per config) when the true
+    difference is `difference`: P(T1 > c) - P(T2 > -c), the two one-sided statistics' tails (exact
+    for a known spread; with the spread estimated, close where the power is high, where plans
+    are made, and an underestimate where it is low, as the tests check against a simulation)."""
+    se, df = _standard_error(spread, n)
+    if se == 0:
+        return 1.0 if abs(difference) < sesoi else 0.0
+    critical = scipy_stats.t.isf(alpha, df)
+    upper = scipy_stats.nct.sf(critical, df, (difference + sesoi) / se)
+    lower = scipy_stats.nct.sf(-critical, df, (difference - sesoi) / se)
+    return float(max(0.0, upper - lower)) if math.isfinite(upper - lower) else 0.0
+
+
 def seeds_needed(spread: Spread, effect: float, alpha: float, target: float = POWER) -> int | None:
     """The fewest seeds per config (at least 2) whose test detects `effect` with `target` power at
     `alpha`, at the observed spread; None when it would take more than MAX_SEEDS."""
+    return _fewest_seeds(lambda n: power(effect, spread, alpha, n) >= target)
 
-    def enough(n: int) -> bool:
-        return power(effect, spread, alpha, n) >= target
 
+def equivalence_seeds_needed(
+    spread: Spread, difference: float, sesoi: float, alpha: float, target: float = POWER
+) -> int | None:
+    """The fewest seeds per config for the equivalence test to reach `target` power if the true
+    difference is the one observed; None beyond MAX_SEEDS (always when |difference| >= sesoi)."""
+    if abs(difference) >= sesoi:
+        return None
+    return _fewest_seeds(lambda n: equivalence_power(difference, spread, sesoi, alpha, n) >= target)
+
+
+def _fewest_seeds(enough) -> int | None:
+    """The first n in 2..MAX_SEEDS for which `enough(n)` holds (it must only grow with n); None if none."""
     if not enough(MAX_SEEDS):
         return None
     low, high = 2, MAX_SEEDS  # power grows with n: the first n that is enough, by bisection
@@ -484,6 +520,21 @@ def verdict_of(row: ConfigStats) -> str:
     return EQUIVALENT if row.within_sesoi else UNDECIDED
 
 
+def plan_seeds(row: ConfigStats, sesoi: float, alpha: float) -> tuple[int | None, str]:
+    """(seeds per config, what for) that would decide an undecided comparison.
+
+    First the seeds giving the difference test 80 % power against a difference of sesoi. Where
+    this study already has that many, the difference seen lies inside the margin: then the seeds
+    giving the equivalence test 80 % power if the true difference is the one seen.
+    """
+    c = row.comparison
+    needed = seeds_needed(c.spread, sesoi, alpha)
+    have = min(row.n, c.spread.n) if c.spread.paired else min(c.spread.n, c.spread.n_other)
+    if needed is not None and needed <= have:
+        return equivalence_seeds_needed(c.spread, c.diff_mean, sesoi, alpha), EQUIVALENCE_PLAN
+    return needed, DIFFERENCE_PLAN
+
+
 def config_stats(
     runs: list[dict], baseline: str | None = None, sesoi: float = DEFAULT_SESOI_POINTS / 100
 ) -> tuple[list[ConfigStats], str | None, str]:
@@ -533,7 +584,7 @@ def config_stats(
         row.verdict = verdict_of(row)
         row.mde = minimum_detectable_effect(row.comparison.spread, level)
         if row.verdict == UNDECIDED:
-            row.seeds_needed = seeds_needed(row.comparison.spread, sesoi, level)
+            row.seeds_needed, row.seeds_for = plan_seeds(row, sesoi, level)
     for row in rows:
         if row.comparison and row.comparison.p_value is None:
             row.verdict = f"{NOT_TESTED}: {row.comparison.why}"
@@ -543,7 +594,7 @@ def config_stats(
             if row.collapse.runs and base.collapse.runs:
                 row.collapse_p = collapse_rate_p(row.collapse, base.collapse)
             if row.unstable_why:
-                row.verdict, row.seeds_needed = UNSTABLE, None
+                row.verdict, row.seeds_needed, row.seeds_for = UNSTABLE, None, None
     rows.sort(key=lambda r: (r.config != chosen, r.accuracy_mean is None, -(r.accuracy_mean or 0.0), r.config))
     return rows, chosen, how
 
