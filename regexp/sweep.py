@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,8 +151,11 @@ def make_executor(
     return InProcessExecutor(root, force, verbose)
 
 
-def run_sweep(todo: list[RunSpec], executor: Executor) -> list[RunOutcome]:
+def run_sweep(
+    todo: list[RunSpec], executor: Executor, after_each: Callable[[RunOutcome], None] | None = None
+) -> list[RunOutcome]:
     """Run `todo` with `executor` (see make_executor); returns an outcome per run, in `todo` order.
+    `after_each` is called with each run's outcome as it finishes (e.g. to send it to MLflow).
 
     This function alone keeps the progress line and the outcomes.
     """
@@ -169,6 +173,8 @@ def run_sweep(todo: list[RunSpec], executor: Executor) -> list[RunOutcome]:
                 progress.record(outcome, event.seconds)
                 if not executor.announces_each_run:
                     logger.info(progress.line(f"{outcome.name}: {outcome.status}{event.where}"))
+                if after_each is not None:
+                    after_each(outcome)
     except KeyboardInterrupt:
         _stop_at_second_interrupt()
         unfinished = (
