@@ -65,7 +65,7 @@ RESULT_FIELDS = (
     "sparsity",
     "activations",
 )
-SEED_PARAM = "config.training.seed"
+SEED_PARAM = "config.training.seed"  # left out of a parent's params even where it has a single seed
 TAG_ID, TAG_INCOMPLETE, TAG_KIND = "regexp.id", "regexp.incomplete", "regexp.kind"
 SEED_RUN, CONFIG_RUN = "seed", "config"
 PARENT_TAG = "mlflow.parentRunId"
@@ -221,11 +221,20 @@ def config_records(root: Path, with_weights: bool) -> tuple[list[ConfigRecord], 
             continue
         first = members[0]
         group_hash = first.get("group_hash") or first["run"]
-        params = {k: v for k, v in records[0].params.items() if k != SEED_PARAM}
         tags = {TAG_KIND: CONFIG_RUN, "regexp.config": label, "regexp.group_hash": group_hash}
         identity = f"config:{first.get('group') or first['run']}:{group_hash}"  # not the label: it can gain a suffix
-        configs.append(ConfigRecord(identity, label, params, tags, records))
+        configs.append(ConfigRecord(identity, label, shared_params(records), tags, records))
     return configs, problems
+
+
+def shared_params(seeds: list[RunRecord]) -> dict[str, str]:
+    """The params every seed of a config has alike (all but the seed and the run's name): the parent's params."""
+    first = seeds[0].params
+    return {
+        key: value
+        for key, value in first.items()
+        if key != SEED_PARAM and all(seed.params.get(key) == value for seed in seeds[1:])
+    }
 
 
 def read_stats(root: Path) -> dict[str, dict[str, str]]:
@@ -404,6 +413,7 @@ class _Store:
     def finish(self, run_id: str, identity: str) -> None:
         """Mark the run complete: from now on it is recognised and never sent again."""
         self.client.set_tag(run_id, TAG_ID, identity)
+        self.client.delete_tag(run_id, TAG_INCOMPLETE)
 
 
 def _now_ms() -> int:
@@ -432,9 +442,11 @@ def _parent(store: _Store, config: ConfigRecord, sent: Sent) -> str | None:
             return None
         return found.info.run_id
     store.drop_incomplete(config.identity)
-    run = store.create(config.identity, config.label, config.tags)
+    starts = [seed.start_ms for seed in config.seeds if seed.start_ms is not None]
+    ends = [seed.end_ms for seed in config.seeds if seed.end_ms is not None]
+    run = store.create(config.identity, config.label, config.tags, min(starts, default=None))
     store.log(run.info.run_id, config.params, [], _now_ms())
-    store.client.set_terminated(run.info.run_id, "FINISHED")
+    store.client.set_terminated(run.info.run_id, "FINISHED", end_time=max(ends, default=None))
     store.finish(run.info.run_id, config.identity)
     store.complete[config.identity] = store.client.get_run(run.info.run_id)
     sent.parents_new += 1

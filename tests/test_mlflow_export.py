@@ -186,6 +186,12 @@ def test_the_seeds_of_a_config_are_children_of_one_parent_carrying_its_statistic
         assert "mlflow.parentRunId" not in parent.data.tags
         for seed in range(2):
             assert runs[f"{group}__seed-{seed}"].data.tags["mlflow.parentRunId"] == parent.info.run_id
+        children = [runs[f"{group}__seed-{seed}"].data.params for seed in range(2)]
+        assert parent.data.params == {
+            key: value
+            for key, value in children[0].items()
+            if children[1][key] == value and key != "config.training.seed"
+        }
         assert "config.training.seed" not in parent.data.params
         assert parent.data.params["config.data.dataset"] == "digits"
 
@@ -259,7 +265,7 @@ def test_a_store_failing_mid_export_is_one_line_and_the_next_export_sends_the_re
     assert "sent again: " in done.output  # the run cut off halfway was replaced, not kept half-sent
     runs = runs_of(uri, str(root.resolve()))  # asserts no name twice
     assert len(runs) == 6
-    assert all("regexp.id" in run.data.tags for run in runs.values())
+    assert all("regexp.id" in run.data.tags and "regexp.incomplete" not in run.data.tags for run in runs.values())
     client = MlflowClient(uri)
     for name in ("none__seed-0", "none__seed-1", "l2__seed-0", "l2__seed-1"):
         assert len(client.list_artifacts(runs[name].info.run_id)) == 4
