@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 from regexp.config import config_hash, group_hash, to_yaml, validate
-from regexp.flatten import flatten
-from regexp.results import history_csv, write_json_atomic
+from regexp.results import flatten, history_csv, write_json_atomic
 
 from conftest import REPO, TINY_SET, write_config
 
@@ -325,7 +324,7 @@ def test_an_empty_root_is_one_line_and_creates_no_store(cli, tmp_path):
 def test_export_to_mlflow_imports_no_tensorflow(study):
     root, uri = study
     code = (
-        "import sys\nfrom regexp.mlflow_export import export_to_mlflow\n"
+        "import sys\nfrom regexp.study.mlflow_export import export_to_mlflow\n"
         f"export_to_mlflow({str(root)!r}, {uri!r})\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'\n"
     )

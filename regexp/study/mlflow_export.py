@@ -40,13 +40,12 @@ import yaml
 
 from regexp import results
 from regexp.errors import RegexpError, TrackingError
-from regexp.flatten import flatten
-from regexp.summary import group_runs
+from regexp.results import flatten
+from regexp.study.summary import group_runs
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default store since 3.7
 ARTIFACTS_FOLDER = "mlartifacts"  # beside a SQLite store's file, as `mlflow server` names it
 STATS = "stats.csv"
-WEIGHTS = "model.weights.h5"  # regexp.runner.WEIGHTS; the runner imports TensorFlow's helpers, so not imported from it
 RUN_ARTIFACTS = (results.METRICS, results.CONFIG, results.HISTORY, results.MODEL_SUMMARY)
 FIGURE_SUFFIXES = (".png", ".svg")
 # The fields of metrics.json logged as a run's metrics (with what lies under them); the rest is in its metrics.json artifact.
@@ -161,7 +160,7 @@ def run_artifacts(folder: Path, with_weights: bool) -> list[Path]:
     files = [folder / name for name in RUN_ARTIFACTS]
     files += sorted(p for p in folder.iterdir() if p.suffix in FIGURE_SUFFIXES)
     if with_weights:
-        files.append(folder / WEIGHTS)
+        files.append(folder / results.WEIGHTS)
     return [path for path in files if path.is_file()]
 
 
