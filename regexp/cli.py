@@ -39,6 +39,8 @@ ThreadsOption = Annotated[
 ]
 
 
+# regexp.study.mlflow_export.DEFAULT_TRACKING_URI (a test keeps them equal), written here so --help imports nothing more
+MLFLOW_DEFAULT_URI = "sqlite:///mlflow.db"
 MlflowOption = Annotated[
     str | None,
     typer.Option(
@@ -354,7 +356,7 @@ def export(
     tracking_uri: Annotated[
         str,
         typer.Option("--tracking-uri", metavar="URI", help="--to mlflow: the tracking store (a file or a server)."),
-    ] = "sqlite:///mlflow.db",
+    ] = MLFLOW_DEFAULT_URI,
     experiment: Annotated[
         str | None,
         typer.Option("--experiment", help="--to mlflow: the experiment (default: the results root's absolute path)."),
@@ -375,7 +377,7 @@ def export(
             _export_to_mlflow(root, tracking_uri, experiment, with_weights)
         return
     with user_errors():
-        if experiment is not None or with_weights or tracking_uri != "sqlite:///mlflow.db":
+        if experiment is not None or with_weights or tracking_uri != MLFLOW_DEFAULT_URI:
             raise RegexpError("--tracking-uri, --experiment and --with-weights need --to mlflow")
         rows, problems = collect_rows(root)
         for problem in problems:

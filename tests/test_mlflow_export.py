@@ -313,6 +313,13 @@ def test_file_options_and_mlflow_options_are_not_mixed(cli, study):
     assert "need --to mlflow" in stray.output
 
 
+def test_the_cli_default_store_is_the_module_default():
+    from regexp.cli import MLFLOW_DEFAULT_URI
+    from regexp.study.mlflow_export import DEFAULT_TRACKING_URI
+
+    assert MLFLOW_DEFAULT_URI == DEFAULT_TRACKING_URI == "sqlite:///mlflow.db"
+
+
 def test_an_empty_root_is_one_line_and_creates_no_store(cli, tmp_path):
     (tmp_path / "empty").mkdir()
     refused = export(cli, tmp_path / "empty", f"sqlite:///{tmp_path / 'mlflow.db'}")
