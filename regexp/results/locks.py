@@ -104,28 +104,41 @@ def wait_until_free(root: Path, name: str, kind: str = "lock") -> None:
 
 
 @contextlib.contextmanager
-def summary_lock(root: Path) -> Iterator[None]:
-    """Wait for, then hold, the lock of the root's summary: two sweeps ending at once write it one
-    after the other, each from what is on disk when it starts, so the last one is complete."""
-    with _root_lock(root / LOCKS / ".summary.lock"):  # a dot: no run can have this name
-        yield
-
-
-@contextlib.contextmanager
 def study_lock(root: Path, study: str) -> Iterator[None]:
     """Wait for, then hold, the lock of a tuning study: processes sharing it choose their next
     trial one after the other, so none is asked twice or taken by two."""
-    with _root_lock(root / LOCKS / f".study-{study}.lock"):
-        yield
-
-
-@contextlib.contextmanager
-def _root_lock(path: Path) -> Iterator[None]:
-    """A blocking exclusive lock on `path`, held for the `with` block."""
+    path = root / LOCKS / f".study-{study}.lock"  # a dot: no run can have this name
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
+        os.close(fd)
+
+
+_SUMMARY_LOCKS_HELD: set[str] = set()  # roots whose summary lock this process holds
+
+
+@contextlib.contextmanager
+def summary_lock(root: Path) -> Iterator[None]:
+    """Wait for, then hold, the lock of the root's summary: two sweeps ending at once write it one
+    after the other, each from what is on disk when it starts, so the last one is complete.
+
+    Re-entrant within a process (a sweep holds it while the report takes it again): a second
+    flock on a new descriptor of the same file would wait for the first for ever.
+    """
+    path = root / LOCKS / ".summary.lock"  # a dot: no run can have this name
+    key = os.path.abspath(path)
+    if key in _SUMMARY_LOCKS_HELD:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _SUMMARY_LOCKS_HELD.add(key)
+        yield
+    finally:
+        _SUMMARY_LOCKS_HELD.discard(key)
         os.close(fd)
