@@ -319,6 +319,7 @@ def tune(
     ] = None,
     epochs: EpochsOption = None,
     set_: SetOption = None,
+    sesoi: SesoiOption = 0.5,
 ) -> None:
     """Tune each config's search: on validation accuracy (Optuna), re-run its best values on fresh
     seeds, and report each config at its best against the baseline at its best."""
@@ -351,7 +352,7 @@ def tune(
             raise typer.Exit(130) from None
         if outcomes:
             typer.echo(status_table(outcomes))
-        skipped_folders = _write_study_outputs(results)  # and the tuning report
+        skipped_folders = _write_study_outputs(results, sesoi)  # and the tuning report
     unconfirmed = len(targets) - len(chosen)  # a study none of whose trials completed (each named above)
     if any_failed(outcomes) or damaged or skipped_folders or unconfirmed:
         raise typer.Exit(1)
