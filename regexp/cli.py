@@ -101,6 +101,14 @@ def user_errors():
         raise typer.Exit(2) from None
 
 
+def _existing_folder(root: Path) -> Path:
+    """`root` if it is a folder (a results root or one run folder), else RegexpError in one line."""
+    if root.is_dir():
+        return root
+    what = "does not exist" if not os.path.lexists(root) else "is not a folder"
+    raise RegexpError(f"{root}: {what}; give a results root or one run folder")
+
+
 def _overrides(epochs: int | None, settings: list[str] | None) -> list[str]:
     return [*(settings or []), *([f"training.epochs={epochs}"] if epochs else [])]
 
@@ -258,8 +266,8 @@ def plot(
     from regexp.plots import plot_results
 
     with user_errors():
-        report = plot_results(root, format.value, redraw=redraw) if root.is_dir() else None
-        if report is None or not (report.found or report.skipped):
+        report = plot_results(_existing_folder(root), format.value, redraw=redraw)
+        if not (report.found or report.skipped):
             raise RegexpError(f"{root}: no runs here (a run folder holds a metrics.json)")
     for problem in report.skipped:
         typer.echo(f"skipped: {problem}", err=True)
@@ -288,7 +296,7 @@ def report(
     """Write report.html, report.md and stats.csv: each config's test accuracy with its 95 % interval,
     its difference from the baseline (paired or Welch t-test, Holm-corrected) and why (no TensorFlow)."""
     with user_errors():
-        written = _write_report(root, baseline)
+        written = _write_report(_existing_folder(root), baseline)
     if written.skipped:
         raise typer.Exit(1)
 
@@ -321,7 +329,7 @@ def export(
     from regexp.export import collect_rows, export_text
 
     with user_errors():
-        rows, problems = collect_rows(root)
+        rows, problems = collect_rows(_existing_folder(root))
         for problem in problems:
             typer.echo(f"skipped: {problem}", err=True)
         if not rows:
@@ -330,10 +338,7 @@ def export(
         if output is None:
             typer.echo(text, nl=False)
             return
-        try:
-            results.write_text_atomic(output, text)
-        except OSError as exc:
-            raise RegexpError(f"{output}: cannot be written ({exc.strerror or exc})") from None
+        results.write_text_atomic(output, text)  # a failure is one line: results.WriteError
     typer.echo(f"wrote {len(rows)} runs to {output}", err=True)
 
 

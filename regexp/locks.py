@@ -15,16 +15,18 @@ Lustre mounted with -o flock).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import socket
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from regexp import results
 from regexp.errors import ResultsError
 
-LOCKS = ".locks"
+LOCKS = results.LOCKS
 
 
 class RunLocked(ResultsError):
@@ -40,20 +42,38 @@ class RunLocked(ResultsError):
 def lock_path(root: Path, name: str) -> Path:
     """The lock file of run `name` under `root` (the name is checked as for its run folder)."""
     results.run_dir(root, name)
-    return root / LOCKS / f"{name}.lock"
+    return results.inside_root(root, LOCKS, f"{name}.lock")
+
+
+def _open_lock_file(root: Path, name: str) -> int:
+    """A descriptor of `<root>/.locks/<name>`, made if missing: a plain file, never reached
+    through a symbolic link (a planted link would have its target truncated), or ResultsError."""
+    results.make_folder(root, LOCKS)
+    path = results.inside_root(root, LOCKS, name)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ResultsError(f"{path}: is a symbolic link, not a lock file regexp made; left alone") from None
+        raise ResultsError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ResultsError(f"{path}: is not a plain file, as a lock file regexp made is; left alone")
+    os.set_blocking(fd, True)
+    return fd
 
 
 class RunLock:
     """The exclusive lock of one run: `acquire()` takes it or raises RunLocked; `release()` gives it back."""
 
     def __init__(self, root: Path, name: str) -> None:
-        self.path = lock_path(root, name)
+        self.root, self.path = Path(root), lock_path(root, name)
         self.folder = results.run_dir(root, name)
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock_file(self.root, self.path.name)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -85,8 +105,9 @@ class RunLock:
 def holder_of(path: Path) -> str:
     """Who holds the lock at `path`, as its holder wrote it ("pid 123 on host"), where known."""
     try:
-        text = path.read_text(errors="replace").strip()
-    except OSError:
+        with results.open_plain_file(path, 1024) as f:
+            text = f.read(1024).decode("utf-8", errors="replace").strip()
+    except (OSError, results.DamagedRun, results.Vanished):
         text = ""
     return text if text.startswith("pid ") else "pid and host not known yet"
 
@@ -95,9 +116,7 @@ def holder_of(path: Path) -> str:
 def summary_lock(root: Path) -> Iterator[None]:
     """Wait for, then hold, the lock of the root's summary: two sweeps ending at once write it one
     after the other, each from what is on disk when it starts, so the last one is complete."""
-    path = root / LOCKS / ".summary.lock"  # a dot: no run can have this name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(root, ".summary.lock")  # a dot: no run can have this name
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -21,7 +21,17 @@ matplotlib.use("Agg")
 import matplotlib.ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from regexp.results import HISTORY, write_bytes_atomic  # noqa: E402
+from regexp.results import HISTORY, inside_root, write_bytes_atomic  # noqa: E402
+
+
+def plain_text_labels() -> None:
+    """Make matplotlib draw every label as the text it is: names and groups come from results on
+    disk, and a '$' in them would otherwise be parsed as mathtext (which raises on bad input)."""
+    matplotlib.rcParams["text.parse_math"] = False
+    matplotlib.rcParams["text.usetex"] = False
+
+
+plain_text_labels()
 
 FIGURE_SIZE = (7, 4.5)
 DPI = 100
@@ -205,11 +215,12 @@ def plot_lambda_grid(base: str, series: dict[str, list[tuple[float, dict]]], pat
             if lam > 0 and m.get("status") == "completed":
                 by_lambda.setdefault(lam, []).append(m)
         lambdas = sorted(by_lambda)
-        for ax, value in ((acc_ax, lambda m: m["test_accuracy"]), (sparse_ax, lambda m: m["sparsity"]["overall"])):
-            values = [[value(m) for m in by_lambda[lam]] for lam in lambdas]
-            means = [statistics.fmean(v) for v in values]
-            stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-            ax.errorbar(lambdas, means, yerr=stds, marker="o", capsize=3, label=label)
+        for ax, value in ((acc_ax, lambda m: m.get("test_accuracy")), (sparse_ax, _overall_sparsity)):
+            points = [(lam, [v for m in by_lambda[lam] if (v := value(m)) is not None]) for lam in lambdas]
+            points = [(lam, v) for lam, v in points if v]
+            means = [statistics.fmean(v) for _, v in points]
+            stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points]
+            ax.errorbar([lam for lam, _ in points], means, yerr=stds, marker="o", capsize=3, label=label)
     for ax, ylabel in ((acc_ax, "test accuracy"), (sparse_ax, "near-zero weights (|w| < 1e-3)")):
         ax.set_xscale("log")
         ax.set_xlabel("lambda (log scale)")
@@ -219,6 +230,10 @@ def plot_lambda_grid(base: str, series: dict[str, list[tuple[float, dict]]], pat
     fig.suptitle(f"{base}: effect of lambda (mean ± std over seeds)")
     _save(fig, path)
     return path
+
+
+def _overall_sparsity(metrics: dict) -> float | None:
+    return (metrics.get("sparsity") or {}).get("overall")
 
 
 @dataclass
@@ -247,7 +262,8 @@ def plot_results(root: Path, fmt: str = "png", redraw: bool = False) -> PlotRepo
     saved, skipped = scan_runs(root)
     single_run = is_run_folder(root)
     report = PlotReport(found=len(saved), skipped=skipped)
-    runs, histories, tasks = [run.metrics for run in saved], {}, []
+    # Each run by its folder's name, the one checked to name a folder under root (not metrics.json's `run`).
+    runs, histories, tasks = [{**run.metrics, "run": run.folder.name} for run in saved], {}, []
     for run in saved:
         if not run.history:
             continue
@@ -255,8 +271,8 @@ def plot_results(root: Path, fmt: str = "png", redraw: bool = False) -> PlotRepo
         if not (redraw or single_run) and run_figures_current(run.folder, fmt):
             report.runs_current += 1
         else:
-            tasks.append((run.folder, run.history, run.metrics["run"], fmt))
-        histories[run.metrics["run"]] = run.history
+            tasks.append((run.folder, run.history, run.folder.name, fmt))
+        histories[run.folder.name] = run.history
     written = report.written
     written += plot_runs(tasks)
     if single_run or not runs:
@@ -265,11 +281,17 @@ def plot_results(root: Path, fmt: str = "png", redraw: bool = False) -> PlotRepo
         label: [histories[m["run"]] for m in members if m.get("run") in histories]
         for label, members in summary.group_runs(runs).items()
     }
-    written.append(compare_curves(groups, "val_accuracy", "validation accuracy", root / f"validation_accuracy.{fmt}"))
-    written.append(compare_curves(groups, "val_loss", "validation loss", root / f"validation_loss.{fmt}"))
+    figure = {name: inside_root(root, f"{name}.{fmt}") for name in ROOT_FIGURES}
+    written.append(compare_curves(groups, "val_accuracy", "validation accuracy", figure["validation_accuracy"]))
+    written.append(compare_curves(groups, "val_loss", "validation loss", figure["validation_loss"]))
     rows = summary.write_summary(root, runs)
     written += [root / "summary.csv", root / "summary.md"]
-    written.append(compare_test_accuracy(rows, root / f"test_accuracy.{fmt}"))
+    written.append(compare_test_accuracy(rows, figure["test_accuracy"]))
     for base, series in lambda_series(runs).items():
-        written.append(plot_lambda_grid(base, series, root / f"lambda_{base}.{fmt}"))
+        written.append(plot_lambda_grid(base, series, inside_root(root, f"{LAMBDA_FIGURE_PREFIX}{base}.{fmt}")))
     return report
+
+
+# The comparison figures `plot_results` writes at the root, as <name>.<fmt>; and lambda_<sweep>.<fmt>.
+ROOT_FIGURES = ("validation_accuracy", "validation_loss", "test_accuracy")
+LAMBDA_FIGURE_PREFIX = "lambda_"

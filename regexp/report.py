@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import datetime
 import html
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,19 @@ from regexp import report_figures, stats
 from regexp.config import LAYER_NAMES
 from regexp.errors import RegexpError
 from regexp.plots import lambda_series
-from regexp.results import SavedRun, scan_runs, write_text_atomic
+from regexp.record import MAX_PARAMS
+from regexp.results import (
+    MAX_WEIGHTS_BYTES,
+    WEIGHTS,
+    DamagedRun,
+    SavedRun,
+    Vanished,
+    open_plain_file,
+    scan_runs,
+    write_text_atomic,
+)
 from regexp.summary import group_runs
 
-WEIGHTS = "model.weights.h5"
 NOT_RECORDED = "not recorded by this run"
 QUESTION = (
     "Does a penalty help this CNN, by how much, how sure can we be, and why? Each config's test accuracy "
@@ -54,24 +64,35 @@ class Report:
 # --------------------------------------------------------------------------- reading weights
 
 
-def read_kernels(path: Path) -> dict[str, np.ndarray]:
+def read_kernels(path: Path, max_values: int) -> dict[str, np.ndarray]:
     """The kernel of each of LAYER_NAMES found in a Keras 3 `.weights.h5` file.
 
     Keras 3 stores a layer's variables under `layers/<class name>/vars/` (that group's
     `name` attribute is the layer's name), numbered in creation order: 0 is the kernel.
-    Raises OSError or KeyError when the file cannot be read.
+    The file is opened as a plain file only (results.open_plain_file), and every kernel's
+    declared shape is checked before it is read: together they may hold at most `max_values`
+    numbers (the run's recorded parameter count). Raises OSError, KeyError or ValueError (the
+    message saying what is wrong) when the file cannot be read.
     """
     import h5py
 
-    kernels: dict[str, np.ndarray] = {}
+    found: dict[str, h5py.Dataset] = {}
 
     def visit(_name, item):
         if isinstance(item, h5py.Group) and item.attrs.get("name") in LAYER_NAMES and "0" in item:
-            kernels[str(item.attrs["name"])] = np.asarray(item["0"][()], dtype=np.float64)
+            if isinstance(item["0"], h5py.Dataset):
+                found[str(item.attrs["name"])] = item["0"]
 
-    with h5py.File(path, "r") as f:
+    try:
+        opened = open_plain_file(path, MAX_WEIGHTS_BYTES)
+    except (DamagedRun, Vanished) as exc:
+        raise ValueError(str(exc).removeprefix(f"{path}: ") or "missing") from None
+    with opened, h5py.File(opened, "r") as f:
         f.visititems(visit)
-    return kernels
+        declared = sum(int(np.prod(dataset.shape, dtype=np.float64)) for dataset in found.values())
+        if declared > max_values:
+            raise ValueError(f"its kernels declare {declared} values, more than the run's {max_values} parameters")
+        return {name: np.asarray(dataset[()], dtype=np.float64) for name, dataset in found.items()}
 
 
 def magnitude_counts(weights: np.ndarray) -> list[int]:
@@ -91,12 +112,12 @@ def _weight_histograms(runs: list[SavedRun], label_of: dict[int, str]) -> tuple[
         path = run.folder / WEIGHTS
         if run.metrics.get("status") != "completed":
             continue
-        if not path.exists():
+        if not os.path.lexists(path):
             notes[name] = NOT_RECORDED
             continue
         try:
-            kernels = read_kernels(path)
-        except (OSError, KeyError, ValueError) as exc:
+            kernels = read_kernels(path, run.metrics.get("param_count") or MAX_PARAMS)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
             notes[name] = f"cannot be read ({exc})"
             continue
         missing = [layer for layer in LAYER_NAMES if layer not in kernels]

@@ -19,6 +19,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from regexp import stats
+from regexp.plots import plain_text_labels
+
+plain_text_labels()  # names and groups from disk are drawn as text, never parsed as mathtext
 
 DPI = 100
 # log10 |w| bins: magnitudes below 1e-8 (and exact zeros) are counted in the first bin.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import shutil
 import statistics
 import time
@@ -28,7 +29,7 @@ from regexp.errors import DataError, ResultsError
 COMPLETED, DIVERGED, FAILED, SKIPPED = "completed", "diverged", "failed", "skipped"
 RUNNING_ELSEWHERE = "running elsewhere"  # a sweep found the run locked by another process and left it
 NOT_FAILED = (COMPLETED, SKIPPED, RUNNING_ELSEWHERE)  # what a sweep neither counts as failed nor exits 1 for
-WEIGHTS = "model.weights.h5"  # a completed run's final weights (Keras's save_weights format)
+WEIGHTS = results.WEIGHTS
 
 logger = logging.getLogger(__name__)
 
@@ -101,17 +102,59 @@ def load_run_data(spec: RunSpec) -> Dataset:
     return _DATA_MEMO[key]
 
 
-def _prepare_staging(staging: Path, config_text: str) -> bool:
-    """Make the staging folder; keep what is there (True: resume) only if it is this config's."""
-    previous = staging / results.CONFIG
-    if previous.exists() and previous.read_text() == config_text and (staging / results.CHECKPOINT).exists():
-        results.remove_temporary_files(staging)  # left by a process killed in the middle of a write
-        return True
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    results.write_text_atomic(previous, config_text)
+def _prepare_staging(root: Path, name: str, config_text: str) -> bool:
+    """Make the run's staging folder; keep what is there (True: resume) only if it is this config's
+    and its checkpoint agrees with its history.csv. A staging folder that does not agree with
+    itself is moved to `.damaged/` (said in one line) and the run starts over."""
+    staging = results.staging_dir(root, name)
+    if os.path.lexists(staging):
+        problem = _staging_problem(staging, config_text)
+        if problem is None:
+            results.remove_temporary_files(staging)  # left by a process killed in the middle of a write
+            return True
+        if problem is _OTHER_CONFIG:
+            shutil.rmtree(staging)  # a real folder (_staging_problem said so) of another config's run
+        else:
+            aside = results.set_aside(root, results.STAGING, name)
+            logger.info(f"{name}: {problem}; moved it to {aside}, the run starts over")
+    results.make_folder(root, results.STAGING, name)
+    results.write_text_atomic(staging / results.CONFIG, config_text)
     return False
+
+
+_OTHER_CONFIG = "it holds another config's run"
+
+
+def _staging_problem(staging: Path, config_text: str) -> str | None:
+    """Why the staging folder `staging` cannot be resumed, or None if it can: `_OTHER_CONFIG`
+    when it is a sound staging folder of another config (or of none yet), else what is wrong."""
+    from regexp.checkpoint import saved_epochs
+
+    if results.entry_kind(staging) != "a folder":
+        return f"{staging} is {results.entry_kind(staging)}, not a staging folder"
+    for folder, subfolders, files in os.walk(staging):  # links are listed, never followed
+        for entry in sorted(subfolders + files):
+            kind = results.entry_kind(Path(folder) / entry)
+            if kind not in (None, "a file", "a folder"):
+                return f"{Path(folder) / entry} is {kind}"
+    checkpoint = staging / results.CHECKPOINT
+    if results.entry_kind(checkpoint) not in (None, "a folder"):
+        return f"{checkpoint} is {results.entry_kind(checkpoint)}, not a folder"
+    try:
+        previous = results.read_plain_text(staging / results.CONFIG, results.MAX_CONFIG_BYTES)
+    except results.DamagedRun:
+        previous = None
+    epochs = saved_epochs(checkpoint) if results.entry_kind(checkpoint) else []
+    if previous != config_text or not epochs:
+        return _OTHER_CONFIG
+    history = staging / results.HISTORY
+    try:
+        rows = results.read_history(history)
+    except results.DamagedRun as exc:
+        return f"its checkpoint is at epoch {epochs[0]} but {exc}"
+    if len(rows) < epochs[0]:
+        return f"its checkpoint is at epoch {epochs[0]} but {history} holds {len(rows)} epochs"
+    return None
 
 
 def _median_rate(samples: int, seconds: list[float]) -> float | None:
@@ -156,7 +199,7 @@ def _run_locked(spec: RunSpec, root: Path, data: Dataset, verbose, threads) -> R
     staging = results.staging_dir(root, spec.name)
     config = spec.config
     try:
-        resumed = _prepare_staging(staging, to_yaml(config))
+        resumed = _prepare_staging(root, spec.name, to_yaml(config))
     except OSError as exc:
         raise ResultsError(f"{staging}: cannot write ({exc.strerror or exc})") from None
     started = time.perf_counter()
@@ -241,7 +284,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
     board = tensorboard_log.RunBoard(
         staging / tensorboard_log.FOLDER, spec.name, tensorboard_log.hyperparameters(config, precision)
     )
-    results.write_text_atomic(staging / "model.txt", model_lib.model_summary(model, config))
+    results.write_text_atomic(staging / results.MODEL_SUMMARY, model_lib.model_summary(model, config))
 
     history_path = staging / results.HISTORY
     rows = results.read_history(history_path) if resumed and history_path.exists() else []
