@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from regexp.results import read_history
+from regexp.results.store import read_history
 
 from conftest import CONFIGS, REFERENCE_CONFIGS, TINY, TINY_SET, merge, write_config
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from regexp import locks, results
+from regexp import results
 from regexp.errors import ResultsError
-from regexp.record import RunRecord, RunStatus, parse_record
-from regexp.results import history_csv, scan_runs, write_bytes_atomic, write_json_atomic
+from regexp.results import history_csv, locks, scan_runs, write_bytes_atomic, write_json_atomic
+from regexp.results.record import RunRecord, RunStatus, parse_record
 
 from conftest import TINY_SET, rising_history, write_config
 
@@ -139,7 +139,7 @@ def test_a_locks_entry_that_is_a_file_is_one_line_not_a_traceback(cli, tmp_path)
 
 
 def test_the_staging_folder_of_a_run_that_is_a_link_is_never_cleared(tmp_path, outside):
-    from regexp.runner import _prepare_staging
+    from regexp.run.runner import _prepare_staging
 
     root = tmp_path / "r"
     (root / ".inprogress").mkdir(parents=True)
@@ -151,7 +151,7 @@ def test_the_staging_folder_of_a_run_that_is_a_link_is_never_cleared(tmp_path, o
 
 
 def test_names_read_from_metrics_never_build_paths(tmp_path, outside):
-    from regexp.plots import plot_results
+    from regexp.study.plots import plot_results
 
     root = tmp_path / "r" / "deep"
     for index, lam in enumerate((0.01, 0.1)):
@@ -172,7 +172,7 @@ def test_names_read_from_metrics_never_build_paths(tmp_path, outside):
 
 
 def test_a_lambda_grid_figure_is_named_after_the_folders_not_the_records(tmp_path):
-    from regexp.plots import plot_results
+    from regexp.study.plots import plot_results
 
     root = tmp_path / "r"
     for index, lam in enumerate((0.01, 0.1)):
@@ -186,7 +186,7 @@ def test_a_lambda_grid_figure_is_named_after_the_folders_not_the_records(tmp_pat
 
 
 def test_a_run_folder_that_is_a_link_is_named_and_left_alone_by_plot(tmp_path, outside):
-    from regexp.plots import plot_results
+    from regexp.study.plots import plot_results
 
     saved_run(outside, "elsewhere")
     before = snapshot(outside)
@@ -202,7 +202,7 @@ def test_a_run_folder_that_is_a_link_is_named_and_left_alone_by_plot(tmp_path, o
 
 
 def test_a_root_that_is_a_link_is_followed(tmp_path):
-    from regexp.plots import plot_results
+    from regexp.study.plots import plot_results
 
     real = tmp_path / "real"
     saved_run(real, "a")
@@ -275,7 +275,7 @@ def test_a_metrics_file_over_its_size_limit_is_damaged_unread(tmp_path):
 def test_weights_declaring_more_values_than_the_run_has_parameters_are_not_read(tmp_path):
     import h5py
 
-    from regexp.report import read_kernels
+    from regexp.study.report import read_kernels
 
     path = tmp_path / "model.weights.h5"
     with h5py.File(path, "w") as f:
@@ -339,7 +339,7 @@ def test_unknown_keys_are_kept_and_not_checked():
 
 
 def test_labels_with_dollar_signs_are_drawn_as_plain_text(tmp_path):
-    from regexp.plots import plot_results
+    from regexp.study.plots import plot_results
 
     root = tmp_path / "r"
     saved_run(root, "a", group=r"$\foo$ and $x^$")
@@ -403,7 +403,7 @@ def _staging_with(root: Path, name: str, config_text: str, history_epochs: int |
 def test_a_staging_folder_that_disagrees_with_itself_is_moved_aside_and_the_run_starts_over(
     tmp_path, caplog, history_epochs, checkpoint, why
 ):
-    from regexp.runner import _prepare_staging
+    from regexp.run.runner import _prepare_staging
 
     root = tmp_path / "r"
     staging = _staging_with(root, "x", "name: x\n", history_epochs, checkpoint)
@@ -418,7 +418,7 @@ def test_a_staging_folder_that_disagrees_with_itself_is_moved_aside_and_the_run_
 
 
 def test_a_staging_folder_whose_checkpoint_agrees_with_its_history_is_resumed(tmp_path):
-    from regexp.runner import _prepare_staging
+    from regexp.run.runner import _prepare_staging
 
     root = tmp_path / "r"
     _staging_with(root, "x", "name: x\n", 2, "epoch-0002.npz")
@@ -439,7 +439,7 @@ def test_report_and_plot_of_a_file_say_so_in_one_line(cli, tmp_path):
 
 
 def test_export_reads_config_yaml_as_a_plain_file_and_config_columns_from_it_alone(tmp_path, outside):
-    from regexp.export import collect_rows
+    from regexp.study.export import collect_rows
 
     root = tmp_path / "r"
     (outside / "secret.yaml").write_text("password: hunter2\n")
@@ -463,8 +463,8 @@ def test_export_reads_config_yaml_as_a_plain_file_and_config_columns_from_it_alo
 def test_a_digest_cache_entry_that_is_not_a_sha256_is_computed_again(tmp_path):
     import hashlib
 
-    from regexp import provenance
     from regexp.data import cache
+    from regexp.run import provenance
 
     data = tmp_path / "data.bin"
     data.write_bytes(b"some bytes")

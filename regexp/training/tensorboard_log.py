@@ -36,7 +36,7 @@ from tensorboard.plugins.hparams import api as hp
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from regexp import results
-from regexp.flatten import flatten
+from regexp.results import flatten
 
 FOLDER = "tensorboard"
 TRAIN, VALIDATION = "train", "validation"
@@ -107,7 +107,7 @@ def hyperparameters(config, precision: str) -> dict:
     each layer's penalties sit (`placement.conv1`: "kernel l2 0.01, activity l1 0.001"), and the
     training settings, with the precision actually used."""
     from regexp.config import resolved_dict
-    from regexp.model import describe_penalty, layer_penalties
+    from regexp.training.model import describe_penalty, layer_penalties
 
     resolved = resolved_dict(config)
     values = flatten({"regularizer": resolved["regularizer"]})

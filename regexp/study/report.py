@@ -3,7 +3,7 @@
 From saved runs alone (metrics.json, history.csv, model.weights.h5; no TensorFlow) it writes,
 at the results root:
 
-- `stats.csv`: one row per config (regexp.stats.COLUMNS);
+- `stats.csv`: one row per config (regexp.study.stats.COLUMNS);
 - `report.md`: the answer, the tables and the method, as text;
 - `report.html`: the same with every figure inlined (data: URIs), one file to mail or open.
 
@@ -22,12 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from regexp import report_figures, stats
 from regexp.config import LAYER_NAMES
 from regexp.errors import RegexpError
-from regexp.plots import lambda_series
-from regexp.record import MAX_PARAMS
-from regexp.results import (
+from regexp.results.record import MAX_PARAMS
+from regexp.results.store import (
     MAX_WEIGHTS_BYTES,
     WEIGHTS,
     DamagedRun,
@@ -37,7 +35,9 @@ from regexp.results import (
     scan_runs,
     write_text_atomic,
 )
-from regexp.summary import group_runs
+from regexp.study import report_figures, stats
+from regexp.study.plots import lambda_series
+from regexp.study.summary import group_runs
 
 NOT_RECORDED = "not recorded by this run"
 QUESTION = (

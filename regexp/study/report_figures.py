@@ -18,8 +18,8 @@ import matplotlib.ticker
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from regexp import stats
-from regexp.plots import plain_text_labels
+from regexp.study import stats
+from regexp.study.plots import plain_text_labels
 
 plain_text_labels()  # names and groups from disk are drawn as text, never parsed as mathtext
 

@@ -8,14 +8,14 @@ forms are unreliable: 'l1l2' means a zero penalty). An activity penalty means th
 the batch of the per-sample penalty, as in the reference experiment's Keras.
 
 `fast_path` (config `training.fast_path`) swaps in regexp's faster dropout and activity
-penalty from regexp/speedups.py; without it every layer and penalty is stock Keras.
+penalty from regexp/training/speedups.py; without it every layer and penalty is stock Keras.
 """
 
 from __future__ import annotations
 
-from regexp import speedups
 from regexp.config import LAYER_NAMES, ExperimentConfig, RegularizerConfig, penalty_layers
 from regexp.tf_runtime import keras
+from regexp.training import speedups
 
 ops = keras.ops
 

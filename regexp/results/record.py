@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
 
 from regexp.config import penalty_problem
-from regexp.names import MAX_NAME_LENGTH, run_name_problem
+from regexp.config.names import MAX_NAME_LENGTH, run_name_problem
 
 
 class RunStatus(str, enum.Enum):

@@ -3,10 +3,11 @@
 Layout under a results root:
 
     <root>/<run>/                 a finished run: config.yaml, history.csv, model.txt,
-                                  loss.png, accuracy.png, metrics.json (written last)
+                                  model.weights.h5, loss.png, accuracy.png, tensorboard/,
+                                  metrics.json (written last)
     <root>/.inprogress/<run>/     a run being trained: its files so far and its checkpoint
     <root>/.damaged/<run>-<UTC>/  a damaged run folder, moved aside before its run is trained again
-    <root>/.locks/<run>.lock      the lock of a run being trained (regexp.locks)
+    <root>/.locks/<run>.lock      the lock of a run being trained (regexp.results.locks)
 
 A run trains in its staging folder and is promoted into place by renaming the whole folder,
 so `<root>/<run>/` only ever holds a finished run, and a failure to write leaves the previous
@@ -34,9 +35,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from regexp.config import run_name_problem
 from regexp.errors import ResultsError
-from regexp.names import run_name_problem
-from regexp.record import RecordError, parse_record
+from regexp.results.record import RecordError, parse_record
 
 STAGING = ".inprogress"
 METRICS = "metrics.json"

@@ -23,8 +23,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from regexp import results
 from regexp.errors import ResultsError
+from regexp.results import store as results
 
 LOCKS = results.LOCKS
 
