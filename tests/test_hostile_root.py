@@ -225,6 +225,15 @@ def test_a_file_regexp_writes_that_is_a_link_or_a_folder_is_refused(tmp_path, ou
     assert snapshot(outside) == before
 
 
+def test_a_write_that_fails_is_one_line_naming_the_file(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(results.WriteError) as caught:
+        write_bytes_atomic(tmp_path / "a-file" / "report.html", b"x")
+    assert str(caught.value) == f"{tmp_path / 'a-file' / 'report.html'}: cannot be written (Not a directory)"
+    assert isinstance(caught.value, OSError) and isinstance(caught.value, ResultsError)
+    assert (tmp_path / "a-file").read_text() == ""
+
+
 def test_plot_and_report_with_a_folder_named_like_their_files_say_so_in_one_line(cli, tmp_path):
     root = tmp_path / "r"
     saved_run(root, "a")

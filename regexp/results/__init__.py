@@ -51,6 +51,7 @@ from regexp.results.store import (
     staging_dir,
     write_bytes_atomic,
     write_json_atomic,
+    write_record,
     write_text_atomic,
 )
 
@@ -102,5 +103,6 @@ __all__ = [
     "summary_lock",
     "write_bytes_atomic",
     "write_json_atomic",
+    "write_record",
     "write_text_atomic",
 ]

@@ -265,10 +265,3 @@ def _first_problem(exc: ValidationError) -> str:
         index, _, what = rest.partition(": ")
         return f"regularizer[{index}]{'.' + field if field else ''}: {what}"
     return f"{where}: {_show(error['input'])} is not {expected}"
-
-
-def record_json(record: RunRecord | dict) -> dict:
-    """What metrics.json holds for `record`: checked through RunRecord, in the writer's key order."""
-    data = record if isinstance(record, dict) else record.model_dump(mode="json", exclude_unset=True)
-    parse_record(data)  # a writer never leaves a record its own reader would call damaged
-    return data

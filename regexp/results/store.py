@@ -132,6 +132,13 @@ def write_json_atomic(path: Path, data: dict) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
+def write_record(path: Path, record: dict) -> None:
+    """Write a run record (metrics.json) atomically, checked through RunRecord first: a writer never
+    leaves a record its own reader would call damaged (RecordError names the field)."""
+    parse_record(record)
+    write_json_atomic(path, record)
+
+
 # --------------------------------------------------------------------------- folders
 
 

@@ -24,7 +24,7 @@ from regexp import results
 from regexp.config import RunSpec, config_hash, group_hash, to_yaml
 from regexp.data import Dataset, load_dataset
 from regexp.errors import DataError, ResultsError
-from regexp.results.record import RunStatus
+from regexp.results.record import MAX_ERROR_LENGTH, MAX_TRACEBACK_LENGTH, RunStatus
 
 # How a run ended as its record says (RunStatus), and what else a sweep can report about one.
 COMPLETED, DIVERGED, FAILED = RunStatus.COMPLETED, RunStatus.DIVERGED, RunStatus.FAILED
@@ -216,7 +216,7 @@ def _run_locked(spec: RunSpec, root: Path, data: Dataset, verbose, threads) -> R
         metrics = _failure_metrics(spec, message, traceback.format_exc(), time.perf_counter() - started)
         if results.completed_hash(final) is None:  # else keep the completed run
             try:
-                results.write_json_atomic(staging / results.METRICS, metrics)
+                results.write_record(staging / results.METRICS, metrics)
                 results.promote(staging, final)
             except OSError:
                 pass
@@ -248,8 +248,8 @@ def _failure_metrics(spec: RunSpec, message: str, trace: str, seconds: float) ->
     return {
         **_base_metrics(spec),
         "status": FAILED,
-        "error": message,
-        "traceback": trace,
+        "error": message[:MAX_ERROR_LENGTH],
+        "traceback": trace[-MAX_TRACEBACK_LENGTH:],  # its end says where it failed
         "wall_time_s": round(seconds, 3),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -294,7 +294,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     metrics = _finite(metrics)
-    results.write_json_atomic(staging / results.METRICS, metrics)
+    results.write_record(staging / results.METRICS, metrics)
     return metrics
 
 

@@ -123,6 +123,7 @@ def any_failed(outcomes: list[RunOutcome]) -> bool:
     return any(outcome.status not in NOT_FAILED for outcome in outcomes)
 
 
+@dataclass
 class Progress:
     """Runs done / total, elapsed, and an estimate from the runs that finished."""
 

@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from regexp.results import HISTORY, inside_root, write_bytes_atomic  # noqa: E402
+from regexp.results import HISTORY, RunStatus, inside_root, write_bytes_atomic  # noqa: E402
 
 
 def plain_text_labels() -> None:
@@ -212,7 +212,7 @@ def plot_lambda_grid(base: str, series: dict[str, list[tuple[float, dict]]], pat
     for label, points in sorted(series.items()):
         by_lambda: dict[float, list[dict]] = {}
         for lam, m in points:
-            if lam > 0 and m.get("status") == "completed":
+            if lam > 0 and m.get("status") == RunStatus.COMPLETED:
                 by_lambda.setdefault(lam, []).append(m)
         lambdas = sorted(by_lambda)
         for ax, value in ((acc_ax, lambda m: m.get("test_accuracy")), (sparse_ax, _overall_sparsity)):
