@@ -234,6 +234,17 @@ def test_a_write_that_fails_is_one_line_naming_the_file(tmp_path):
     assert (tmp_path / "a-file").read_text() == ""
 
 
+def test_a_run_folder_whose_name_is_not_utf8_is_reported_with_its_bytes_escaped(cli, tmp_path):
+    root = tmp_path / "r"
+    saved_run(root, "a")
+    bad = root / os.fsdecode(b"bad\xfe")
+    saved_run(root, "b", seed=1).rename(bad)
+    (bad / "metrics.json").write_text("{")
+    result = cli("report", root)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "bad\\udcfe" in (root / "report.md").read_text()
+
+
 def test_plot_and_report_with_a_folder_named_like_their_files_say_so_in_one_line(cli, tmp_path):
     root = tmp_path / "r"
     saved_run(root, "a")

@@ -9,6 +9,10 @@ Layout under a results root:
     <root>/.damaged/<run>-<UTC>/  a damaged run folder, moved aside before its run is trained again
     <root>/.locks/<run>.lock      the lock of a run being trained (regexp.results.locks)
 
+A results root may come from anyone (docs/results-safety.md): every path regexp writes, moves
+or deletes is built by `inside_root`, which follows no symbolic link below the root, and files
+are read only as plain files within a size limit per kind (`open_plain_file`).
+
 A run trains in its staging folder and is promoted into place by renaming the whole folder,
 so `<root>/<run>/` only ever holds a finished run, and a failure to write leaves the previous
 results as they were. Every file is written to a temporary name and renamed into place.
@@ -37,7 +41,7 @@ from pathlib import Path
 
 from regexp.config import run_name_problem
 from regexp.errors import ResultsError
-from regexp.results.record import RecordError, parse_record
+from regexp.results.record import RecordError, RunRecord, RunStatus, parse_record
 
 STAGING = ".inprogress"
 METRICS = "metrics.json"
@@ -66,8 +70,8 @@ def remove_temporary_files(folder: Path) -> None:
                 temp.unlink()
 
 
-# What kind of thing an lstat mode is, in the words of an error line.
 def _kind(mode: int) -> str:
+    """What kind of entry an lstat mode is, in the words of an error line ('a symbolic link')."""
     if stat.S_ISLNK(mode):
         return "a symbolic link"
     if stat.S_ISDIR(mode):
@@ -125,7 +129,9 @@ def _remove_quietly(path: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
+    """`text` as UTF-8, atomically. A folder name that is not UTF-8 on disk reaches Python as lone
+    surrogates, which UTF-8 cannot hold: they are written escaped ('\\udcff'), as Python prints them."""
+    write_bytes_atomic(path, text.encode("utf-8", "backslashreplace"))
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -142,9 +148,7 @@ def write_record(path: Path, record: dict) -> None:
 # --------------------------------------------------------------------------- folders
 
 
-# Folders regexp keeps under a results root beside the run folders (hidden: no run has a leading dot).
-LOCKS = ".locks"
-HIDDEN_FOLDERS = (STAGING, DAMAGED, LOCKS)
+LOCKS = ".locks"  # the run locks (regexp.results.locks)
 
 
 def inside_root(root: Path, *parts: str) -> Path:
@@ -255,11 +259,13 @@ def promote(staging: Path, final: Path) -> None:
 
 @dataclass(frozen=True)
 class SavedRun:
-    """A run folder as read from disk, every field regexp reads checked."""
+    """A run folder as read from disk, every field regexp reads checked: `record` is metrics.json
+    as a typed RunRecord, `metrics` the same as the plain dict on disk (unknown keys included)."""
 
     folder: Path
     metrics: dict
     history: list[dict]  # rows of history.csv; [] where the run has none (failed before training)
+    record: RunRecord | None = None  # None only where a SavedRun is made by hand from a dict
 
 
 class DamagedRun(Exception):
@@ -388,16 +394,16 @@ def _read_run(folder: Path, names: set[str]) -> SavedRun:
     metrics_path, history_path = folder / METRICS, folder / HISTORY
     if METRICS not in names:
         raise DamagedRun(f"{metrics_path}: missing")
-    metrics = _parse_metrics(metrics_path)
+    metrics, record = _parse_record(metrics_path)
     history: list[dict] = []
     if HISTORY in names:
         history = _parse_history(history_path)
-    elif metrics["status"] != "failed":
-        raise DamagedRun(f"{history_path}: missing (the run is {metrics['status']})")
-    epochs_run = metrics.get("epochs_run")
-    if metrics["status"] == "completed" and epochs_run is not None and len(history) != epochs_run:
+    elif record.status is not RunStatus.FAILED:
+        raise DamagedRun(f"{history_path}: missing (the run is {record.status})")
+    epochs_run = record.epochs_run
+    if record.status is RunStatus.COMPLETED and epochs_run is not None and len(history) != epochs_run:
         raise DamagedRun(f"{history_path}: {len(history)} epochs, but {METRICS} says epochs_run {epochs_run}")
-    return SavedRun(folder, metrics, history)
+    return SavedRun(folder, metrics, history, record)
 
 
 def run_problem(folder: Path) -> str | None:
@@ -506,7 +512,8 @@ def read_plain_text(path: Path, limit: int) -> str:
         raise DamagedRun(f"{path}: missing") from None
 
 
-def _parse_metrics(path: Path) -> dict:
+def _parse_record(path: Path) -> tuple[dict, RunRecord]:
+    """metrics.json as the dict on disk and as its RunRecord; DamagedRun naming what is wrong."""
     text = _read_text(path, MAX_METRICS_BYTES)
     if not text.strip():
         raise DamagedRun(f"{path}: is empty")
@@ -519,10 +526,13 @@ def _parse_metrics(path: Path) -> dict:
     except (ValueError, RecursionError) as exc:
         raise DamagedRun(f"{path}: {exc if isinstance(exc, ValueError) else 'nested too deeply'}") from None
     try:
-        parse_record(metrics)
+        return metrics, parse_record(metrics)
     except RecordError as exc:
         raise DamagedRun(f"{path}: {exc}") from None
-    return metrics
+
+
+def _parse_metrics(path: Path) -> dict:
+    return _parse_record(path)[0]
 
 
 def _reject_constant(name: str):
@@ -627,6 +637,6 @@ def completed_hash(folder: Path) -> str | None:
         run = load_run(folder)
     except DamagedRun:
         return None
-    if run is not None and run.metrics["status"] == "completed":
-        return run.metrics.get("config_hash")
+    if run is not None and run.record.status is RunStatus.COMPLETED:
+        return run.record.config_hash
     return None
