@@ -378,9 +378,10 @@ def test_copies_of_a_run_are_counted_once_and_named(tmp_path):
     saved_run(root, "real", config_hash="same", seed=0)
     for copy in ("copy1", "copy2"):
         shutil.copytree(root / "real", root / copy)
-    saved_run(root, "other-seed", config_hash="same", seed=1)
+    saved_run(root, "other-seed", config_hash="same", seed=1, group="real")
+    saved_run(root, "same-config-other-name", config_hash="same", seed=0)  # its own group: counted there
     runs, left_out = scan_runs(root)
-    assert sorted(run.folder.name for run in runs) == ["other-seed", "real"], "the original: its record names it"
+    assert sorted(run.folder.name for run in runs) == ["other-seed", "real", "same-config-other-name"]
     assert left_out == [
         f"{root / name}: the same run as real (config hash same, seed 0); counted once" for name in ("copy1", "copy2")
     ]

@@ -280,8 +280,8 @@ def scan_runs(root: Path) -> tuple[list[SavedRun], list[str]]:
     a folder that cannot be listed. A file under root whose name has no ordinary extension
     (letters only, as summary.csv or a figure has), a symbolic link, a FIFO or a device stands
     where a run folder should be: damaged, and left alone. Hidden entries (.inprogress,
-    .damaged, ...) are not runs. Runs of the same config hash and seed are one run computed
-    twice: the first by name is kept, the others are named (`duplicate_runs`).
+    .damaged, ...) are not runs. Copies of a run within one config group are one run computed
+    once: the original is kept, the copies are named (`duplicate_runs`).
     """
     root = Path(root)
     if not os.path.lexists(root):
@@ -322,18 +322,25 @@ def _may_be_a_run(path: Path) -> bool:
 
 
 def duplicate_runs(runs: list[SavedRun]) -> tuple[list[SavedRun], list[str]]:
-    """`runs` less the copies: of the runs sharing a config hash and seed, the one whose folder its
-    record names (else the first by name) is kept; one line per run left out."""
-    first: dict[tuple[str, int], SavedRun] = {}
+    """`runs` less the copies, and one line per run left out.
+
+    A copy is a run with the config hash and seed of another run of the same config group (group
+    label and group hash): the report would pool the two as independent seeds of that config,
+    though they are one computation. Of such runs the one whose folder its record names is kept
+    (copies were renamed), else the first by name. Two configs that differ only in their names
+    are two groups, each counted in its own.
+    """
+    first: dict[tuple, SavedRun] = {}
     kept, copies = [], []
-    # The original is the run whose folder has the name its record gives; copies were renamed.
     for run in sorted(runs, key=lambda run: (run.folder.name != run.metrics["run"], run.folder.name)):
-        key = (run.metrics.get("config_hash"), run.metrics.get("seed"))
-        if None in key:
+        m = run.metrics
+        key = (m.get("group"), m.get("group_hash"), m.get("config_hash"), m.get("seed"))
+        if key[2] is None or key[3] is None:
             kept.append(run)
         elif key in first:
             copies.append(
-                f"{run.folder}: the same run as {first[key].folder.name} (config hash {key[0]}, seed {key[1]}); counted once"
+                f"{run.folder}: the same run as {first[key].folder.name} "
+                f"(config hash {key[2]}, seed {key[3]}); counted once"
             )
         else:
             first[key] = run
