@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from regexp.errors import RegexpError
+from regexp.study.escape import visible
 
 app = typer.Typer(
     help="Experiments on L1, L2 and elastic-net regularization of a CNN on EMNIST.",
@@ -34,9 +35,41 @@ SetOption = Annotated[
 ]
 EpochsOption = Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Override training.epochs.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Run again even where a completed run exists.")]
+SesoiOption = Annotated[
+    float,
+    typer.Option(
+        "--sesoi",
+        metavar="POINTS",
+        help="Smallest effect of interest, in points of test accuracy: differences smaller than this do not "
+        "matter (equivalence tests, seeds needed).",
+    ),
+]
 ThreadsOption = Annotated[
     int | None, typer.Option("--threads", min=1, help="TensorFlow threads per run (default: all cores).")
 ]
+
+
+# regexp.study.mlflow_export.DEFAULT_TRACKING_URI (a test keeps them equal), written here so --help imports nothing more
+MLFLOW_DEFAULT_URI = "sqlite:///mlflow.db"
+MlflowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow",
+        metavar="URI",
+        help="Also send each run to this MLflow tracking store as it completes, e.g. sqlite:///mlflow.db "
+        "(the mlflow extra); a store that fails is one warning, never a lost run.",
+    ),
+]
+
+
+def _live_logger(results: Path, uri: str | None):
+    """The MLflow sender of `--mlflow URI` (None without it); refuses at once if MLflow is not installed."""
+    if uri is None:
+        return None
+    from regexp.study.mlflow_export import LiveLogger, require_mlflow
+
+    require_mlflow()
+    return LiveLogger(results, uri, lambda line: typer.echo(line, err=True))
 
 
 class Backend(str, enum.Enum):
@@ -122,7 +155,8 @@ def _say_damaged(root: Path, damaged: list[str]) -> None:
     from regexp import results
 
     for problem in damaged:
-        typer.echo(f"damaged: {problem}; it is moved to {root / results.DAMAGED} and trained again", err=True)
+        typer.echo(f"damaged: {visible(problem)}; it is moved to {root / results.DAMAGED} and trained again", err=True)
+    return damaged
 
 
 @app.command()
@@ -133,6 +167,7 @@ def run(
     set_: SetOption = None,
     force: ForceOption = False,
     threads: ThreadsOption = None,
+    mlflow: MlflowOption = None,
 ) -> None:
     """Run one experiment: train, evaluate, and write its results folder."""
     from regexp import results as results_lib
@@ -143,8 +178,11 @@ def run(
         specs = load_runs(config, _overrides(epochs, set_))
         if len(specs) > 1:
             raise RegexpError(f"{config}: sweep: this config asks for {len(specs)} runs; use `regexp sweep {config}`")
+        tracker = _live_logger(results, mlflow)
         _say_damaged(results, results_lib.damaged_runs(results, [specs[0].name]))
         outcome = run_experiment(specs[0], results, force=force, verbose=_keras_verbosity(), threads=threads)
+    if tracker is not None and outcome.status != SKIPPED:
+        tracker.send([outcome.name])
     if outcome.status not in (COMPLETED, SKIPPED):
         raise typer.Exit(1)
     typer.echo(f"Results: {outcome.folder}")
@@ -177,13 +215,29 @@ def sweep(
     cpus_per_run: CpusPerRunOption = None,
     gpus_per_run: GpusPerRunOption = None,
     shared_results: SharedResultsOption = False,
+    mlflow: MlflowOption = None,
+    sesoi: SesoiOption = 0.5,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the plan and train nothing: the runs to train, those already completed, and a time "
+            "estimate from comparable runs on disk. Writes nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Run every config in a folder (grids expanded), then write the summary and comparison figures."""
     from regexp.run.sweep import SweepInterrupted, any_failed, make_executor, plan_study, run_study, status_table
+    from regexp.study.stats import sesoi_fraction
 
     with user_errors():
         _check_backend_options(backend, jobs, address, cpus_per_run, gpus_per_run, shared_results)
+        sesoi_fraction(sesoi)  # refused before anything trains
+        if dry_run:
+            _print_plan(folder, _overrides(epochs, set_), results, force, seeds)
+            return
         study = plan_study(folder, _overrides(epochs, set_), results, force, seeds)
+        tracker = _live_logger(results, mlflow)
         typer.echo(f"{study.size} runs: {len(study.done)} already completed, {len(study.todo)} to run -> {results}")
         _say_damaged(results, study.damaged)
         executor = make_executor(
@@ -198,17 +252,32 @@ def sweep(
             shared_results=shared_results,
         )
         try:
-            outcomes = run_study(study, executor)
+            send = None if tracker is None else (lambda outcome: tracker.send([outcome.name]))
+            outcomes = run_study(study, executor, after_each=send)
         except SweepInterrupted as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(130) from None
         typer.echo(status_table(outcomes))
-        skipped_folders = _write_study_outputs(results)
+        skipped_folders = _write_study_outputs(results, sesoi)
+        if tracker is not None:  # the configs' statistics, now that the report has written stats.csv
+            tracker.send(spec.name for spec in study.todo)
     if any_failed(outcomes) or study.damaged or skipped_folders:
         raise typer.Exit(1)
 
 
-def _write_study_outputs(root: Path) -> list[str]:
+def _print_plan(folder: Path, overrides: list[str], root: Path, force: bool, seeds: int | None) -> None:
+    """--dry-run: validate every config and print what a sweep would do (nothing trained or written)."""
+    from regexp import results as results_lib
+    from regexp.run.dry_run import plan_lines
+    from regexp.run.sweep import plan
+
+    todo, done = plan(folder, overrides, root, force, seeds)
+    damaged = results_lib.damaged_runs(root, [spec.name for spec in todo]) if root.is_dir() else []
+    for line in plan_lines(todo, done, root, damaged):
+        typer.echo(visible(line))
+
+
+def _write_study_outputs(root: Path, sesoi: float) -> list[str]:
     """The summary, comparison figures and report of `root`, written after a study's runs (one
     writer at a time: sweeps sharing the root take turns); returns the run folders left out."""
     from regexp.results import summary_lock
@@ -217,9 +286,9 @@ def _write_study_outputs(root: Path) -> list[str]:
     with summary_lock(root):
         skipped_folders = plot_results(root).skipped
         for problem in skipped_folders:
-            typer.echo(f"skipped: {problem}", err=True)
+            typer.echo(f"skipped: {visible(problem)}", err=True)
         typer.echo(f"Summary: {root / 'summary.md'}")
-        _write_report(root, None, name_skipped=False)  # plot_results named them just above
+        _write_report(root, None, sesoi, name_skipped=False)  # plot_results named them just above
     return skipped_folders
 
 
@@ -264,7 +333,7 @@ def plot(
         if not (report.found or report.skipped):
             raise RegexpError(f"{root}: no runs here (a run folder holds a metrics.json)")
     for problem in report.skipped:
-        typer.echo(f"skipped: {problem}", err=True)
+        typer.echo(f"skipped: {visible(problem)}", err=True)
     current = (
         f" ({report.runs_current} of {report.runs} runs' curves were up to date; --redraw redraws them)"
         if report.runs_current
@@ -286,23 +355,25 @@ def report(
             help="The config every other is compared with (default: the only one without regularization).",
         ),
     ] = None,
+    sesoi: SesoiOption = 0.5,
 ) -> None:
     """Write report.html, report.md and stats.csv: each config's test accuracy with its 95 % interval,
-    its difference from the baseline (paired or Welch t-test, Holm-corrected) and why (no TensorFlow)."""
+    its difference from the baseline (paired or Welch t-test, Holm-corrected), equivalence within the
+    smallest effect of interest, the seeds that would decide, and why (no TensorFlow)."""
     with user_errors():
-        written = _write_report(_existing_folder(root), baseline)
+        written = _write_report(_existing_folder(root), baseline, sesoi)
     if written.skipped:
         raise typer.Exit(1)
 
 
-def _write_report(root: Path, baseline: str | None, name_skipped: bool = True):
+def _write_report(root: Path, baseline: str | None, sesoi: float, name_skipped: bool = True):
     """Write the report of `root`, name what was skipped, and print the answer."""
     from regexp.study.report import write_report
 
-    written = write_report(root, baseline)
+    written = write_report(root, baseline, sesoi_points=sesoi)
     for line in written.skipped if name_skipped else []:
-        typer.echo(f"skipped: {line}", err=True)
-    typer.echo("\n".join(written.answer))
+        typer.echo(f"skipped: {visible(line)}", err=True)
+    typer.echo("\n".join(map(visible, written.answer)))
     typer.echo(f"Report: {root / 'report.html'} (and report.md, stats.csv)")
     return written
 
@@ -312,20 +383,52 @@ class ExportFormat(str, enum.Enum):
     json = "json"
 
 
+class ExportTarget(str, enum.Enum):
+    mlflow = "mlflow"
+
+
 @app.command()
 def export(
     root: Annotated[Path, typer.Argument(help="A results root, or one run folder.")] = Path("results"),
     format: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv or json.")] = ExportFormat.csv,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    to: Annotated[
+        ExportTarget | None,
+        typer.Option(
+            "--to",
+            help="Send the runs to an experiment tracker instead: mlflow (the mlflow extra). Seeds of one config "
+            "become child runs of one parent run with the config's statistics; runs already there are not sent again.",
+        ),
+    ] = None,
+    tracking_uri: Annotated[
+        str,
+        typer.Option("--tracking-uri", metavar="URI", help="--to mlflow: the tracking store (a file or a server)."),
+    ] = MLFLOW_DEFAULT_URI,
+    experiment: Annotated[
+        str | None,
+        typer.Option("--experiment", help="--to mlflow: the experiment (default: the results root's absolute path)."),
+    ] = None,
+    with_weights: Annotated[
+        bool, typer.Option("--with-weights", help="--to mlflow: send each run's model.weights.h5 too.")
+    ] = False,
 ) -> None:
-    """One row per saved run: its resolved config and every metric, as dotted columns (no TensorFlow)."""
+    """One row per saved run: its resolved config and every metric, as dotted columns (no TensorFlow);
+    or, with --to mlflow, every run into an MLflow tracking store."""
     from regexp import results
     from regexp.study.export import collect_rows, export_text
 
+    if to is ExportTarget.mlflow:
+        with user_errors():
+            if output is not None or format is not ExportFormat.csv:
+                raise RegexpError("--output and --format write a file; --to mlflow sends the runs to MLflow instead")
+            _export_to_mlflow(root, tracking_uri, experiment, with_weights)
+        return
     with user_errors():
+        if experiment is not None or with_weights or tracking_uri != MLFLOW_DEFAULT_URI:
+            raise RegexpError("--tracking-uri, --experiment and --with-weights need --to mlflow")
         rows, problems = collect_rows(_existing_folder(root))
         for problem in problems:
-            typer.echo(f"skipped: {problem}", err=True)
+            typer.echo(f"skipped: {visible(problem)}", err=True)
         if not rows:
             raise RegexpError(f"{root}: no readable runs here (a run folder holds a metrics.json)")
         text = export_text(rows, format.value)
@@ -334,6 +437,23 @@ def export(
             return
         results.write_text_atomic(output, text)  # a failure is one line: results.WriteError
     typer.echo(f"wrote {len(rows)} runs to {output}", err=True)
+
+
+def _export_to_mlflow(root: Path, tracking_uri: str, experiment: str | None, with_weights: bool) -> None:
+    """`regexp export ROOT --to mlflow`: send what is new, say what was left out and what was done."""
+    from regexp.study.mlflow_export import export_to_mlflow, summary_line
+
+    if not root.is_dir():
+        raise RegexpError(f"{root}: no such folder")
+    sent = export_to_mlflow(root, tracking_uri, experiment, with_weights=with_weights)
+    for problem in sent.problems:
+        typer.echo(f"skipped: {problem}", err=True)
+    for line in sent.deleted:
+        typer.echo(f"not sent: {line}", err=True)
+    for name in sent.replaced:
+        typer.echo(f"sent again: {name} (its earlier upload was cut off)", err=True)
+    typer.echo(summary_line(sent, tracking_uri))
+    typer.echo(f"See them: mlflow server --backend-store-uri {tracking_uri} (the mlflow-ui extra has the UI)")
 
 
 def main() -> None:

@@ -15,3 +15,7 @@ class DataError(RegexpError):
 
 class ResultsError(RegexpError):
     """A results folder that cannot be written, or would be overwritten."""
+
+
+class TrackingError(RegexpError):
+    """An experiment tracker (MLflow) that failed or refused what was sent."""

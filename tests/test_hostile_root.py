@@ -242,7 +242,7 @@ def test_a_run_folder_whose_name_is_not_utf8_is_reported_with_its_bytes_escaped(
     (bad / "metrics.json").write_text("{")
     result = cli("report", root)
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "bad\\udcfe" in (root / "report.md").read_text()
+    assert "bad\\udcfe" in (root / "report.html").read_text()
 
 
 def test_plot_and_report_with_a_folder_named_like_their_files_say_so_in_one_line(cli, tmp_path):

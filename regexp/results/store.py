@@ -99,14 +99,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     fails (a read-only folder, a full disk, a parent that is a file) raises WriteError.
     """
     path = Path(path)
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        mode = None
-    except OSError as exc:
-        raise WriteError(f"{path}: cannot be written ({exc.strerror or exc})") from None
-    if mode is not None and not stat.S_ISREG(mode):
-        raise ResultsError(f"{path}: is {_kind(mode)}, not a file regexp writes; left alone")
+    check_replaceable(path)
     temp = _temp_name(path)
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
@@ -121,6 +114,19 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         _remove_quietly(temp)
         raise
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse (ResultsError, nothing touched) to replace `path` unless it is absent or a plain file:
+    a link, a folder or a FIFO in its place is not a file regexp wrote."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise WriteError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise ResultsError(f"{path}: is {_kind(mode)}, not a file regexp writes; left alone")
 
 
 def _remove_quietly(path: Path) -> None:
