@@ -134,6 +134,14 @@ def user_errors():
         raise typer.Exit(2) from None
 
 
+def _existing_folder(root: Path) -> Path:
+    """`root` if it is a folder (a results root or one run folder), else RegexpError in one line."""
+    if root.is_dir():
+        return root
+    what = "does not exist" if not os.path.lexists(root) else "is not a folder"
+    raise RegexpError(f"{root}: {what}; give a results root or one run folder")
+
+
 def _overrides(epochs: int | None, settings: list[str] | None) -> list[str]:
     return [*(settings or []), *([f"training.epochs={epochs}"] if epochs else [])]
 
@@ -395,8 +403,8 @@ def plot(
     from regexp.study.plots import plot_results
 
     with user_errors():
-        report = plot_results(root, format.value, redraw=redraw) if root.is_dir() else None
-        if report is None or not (report.found or report.skipped):
+        report = plot_results(_existing_folder(root), format.value, redraw=redraw)
+        if not (report.found or report.skipped):
             raise RegexpError(f"{root}: no runs here (a run folder holds a metrics.json)")
     for problem in report.skipped:
         typer.echo(f"skipped: {visible(problem)}", err=True)
@@ -427,7 +435,7 @@ def report(
     its difference from the baseline (paired or Welch t-test, Holm-corrected), equivalence within the
     smallest effect of interest, the seeds that would decide, and why (no TensorFlow)."""
     with user_errors():
-        written = _write_report(root, baseline, sesoi)
+        written = _write_report(_existing_folder(root), baseline, sesoi)
     if written.skipped:
         raise typer.Exit(1)
 
@@ -498,7 +506,7 @@ def export(
     with user_errors():
         if experiment is not None or with_weights or tracking_uri != MLFLOW_DEFAULT_URI:
             raise RegexpError("--tracking-uri, --experiment and --with-weights need --to mlflow")
-        rows, problems = collect_rows(root)
+        rows, problems = collect_rows(_existing_folder(root))
         for problem in problems:
             typer.echo(f"skipped: {visible(problem)}", err=True)
         if not rows:
@@ -507,10 +515,7 @@ def export(
         if output is None:
             typer.echo(text, nl=False)
             return
-        try:
-            results.write_text_atomic(output, text)
-        except OSError as exc:
-            raise RegexpError(f"{output}: cannot be written ({exc.strerror or exc})") from None
+        results.write_text_atomic(output, text)  # a failure is one line: results.WriteError
     typer.echo(f"wrote {len(rows)} runs to {output}", err=True)
 
 

@@ -399,7 +399,8 @@ def test_plot_of_one_damaged_run_folder_names_it_and_writes_nothing(cli, tmp_pat
 def test_plot_of_a_file_is_a_user_error(cli, tmp_path):
     (tmp_path / "x").write_text("x")
     result = cli("plot", tmp_path / "x")
-    assert result.exit_code == 2 and "no runs here" in result.output
+    assert result.exit_code == 2
+    assert result.output == f"error: {tmp_path / 'x'}: is not a folder; give a results root or one run folder\n"
 
 
 def test_promote_moves_a_damaged_folder_aside_instead_of_deleting_it(tmp_path):
@@ -528,4 +529,7 @@ def test_a_metrics_link_to_nothing_is_damaged(tmp_path):
     folder = good_run(tmp_path, "linked")
     (folder / "metrics.json").unlink()
     (folder / "metrics.json").symlink_to(tmp_path / "nowhere.json")
-    assert scan_runs(tmp_path) == ([], [f"{folder / 'metrics.json'}: cannot be read (a link to nothing)"])
+    assert scan_runs(tmp_path) == (
+        [],
+        [f"{folder / 'metrics.json'}: is a symbolic link; regexp follows no links inside a results root"],
+    )

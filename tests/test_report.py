@@ -213,7 +213,7 @@ def test_weights_are_read_from_the_keras_file_by_layer_name(keras_weights):
     from regexp.study.report import read_kernels
 
     path, known = keras_weights
-    kernels = read_kernels(path)
+    kernels = read_kernels(path, 10**6)
     assert sorted(kernels) == sorted(LAYERS)
     np.testing.assert_array_equal(kernels["conv1"], known)
     assert kernels["dense2"].shape == (8, 5)

@@ -1,8 +1,11 @@
 """Run names: the one rule for what may name a run folder, and the one way to make text fit it.
 
 A run name is one folder directly under the results root, and it is typed in shells: 1 to 200
-letters, digits and . _ + -, starting with a letter or a digit. `regexp.config` checks a name
-when it validates a config, `regexp.results` again before it makes the folder.
+letters, digits and . _ + -, starting with a letter or a digit. It may not be a name regexp
+gives to a file or folder of its own (report.html, summary.csv, a figure, a run's metrics.json,
+its checkpoint folder, ...): a run of that name would stand where that file is written, or make
+the root look like a run. `regexp.config` checks a name when it validates a config,
+`regexp.results` again before it makes the folder and when it reads one back.
 """
 
 from __future__ import annotations
@@ -13,6 +16,11 @@ MAX_NAME_LENGTH = 200
 NAME_CHARACTERS = "A-Za-z0-9._+-"  # a regex character class's contents
 _RUN_NAME = re.compile(f"[A-Za-z0-9][{NAME_CHARACTERS}]*")
 _UNSAFE = re.compile(f"[^{NAME_CHARACTERS}]+")
+# What regexp writes in a results root and in run folders: files with these endings (report.html,
+# report.md, stats.csv, summary.csv/.md, figures, metrics.json, config.yaml, model.txt,
+# model.weights.h5, exports), and these folders. A new kind of file regexp writes is added here.
+RESERVED_SUFFIXES = (".html", ".md", ".csv", ".png", ".svg", ".json", ".yaml", ".yml", ".txt", ".h5", ".tmp", ".lock")
+RESERVED_NAMES = ("checkpoint", "tensorboard")
 
 
 def safe_text(text: str) -> str:
@@ -31,4 +39,9 @@ def run_name_problem(name: str) -> str | None:
         return "is not a plain folder name (no '/', '..' or leading '.'); it names one folder under the results root"
     if not _RUN_NAME.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
         return f"may hold only letters, digits and . _ + - (at most {MAX_NAME_LENGTH})"
+    if name.lower().endswith(RESERVED_SUFFIXES) or name.lower() in RESERVED_NAMES:
+        return (
+            "is reserved: regexp writes files and folders of that name in results folders "
+            f"(names ending in {', '.join(RESERVED_SUFFIXES)}, and {', '.join(RESERVED_NAMES)}); choose another"
+        )
     return None

@@ -72,7 +72,25 @@ def load_arrays(label: str, key: dict) -> tuple[np.ndarray, ...] | None:
         # An unreadable entry is only a cache miss: it is decoded again and overwritten.
         log.warning("ignoring unreadable cache entry %s: %s", path, exc)
         return None
+    problem = _arrays_problem(x_train, y_train, x_test, y_test)
+    if problem:
+        log.warning("ignoring cache entry %s: %s", path, problem)  # a miss: decoded again and overwritten
+        return None
     return x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64)
+
+
+def _arrays_problem(x_train, y_train, x_test, y_test) -> str | None:
+    """What is wrong with a cache entry's arrays as save_arrays writes them (uint8 images and labels,
+    one label per image), or None."""
+    for name, array in zip(ARRAY_NAMES, (x_train, y_train, x_test, y_test)):
+        if array.dtype != np.uint8:
+            return f"{name} is {array.dtype}, not uint8"
+    for images, labels, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
+        if images.ndim < 2 or labels.ndim != 1 or len(images) != len(labels):
+            return f"{split} images {images.shape} and labels {labels.shape} do not pair up"
+    if x_train.shape[1:] != x_test.shape[1:]:
+        return f"train images {x_train.shape[1:]} and test images {x_test.shape[1:]} differ in shape"
+    return None
 
 
 def save_arrays(label: str, key: dict, arrays: tuple[np.ndarray, ...]) -> Path | None:

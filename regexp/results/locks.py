@@ -15,16 +15,18 @@ Lustre mounted with -o flock).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import socket
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from regexp.errors import ResultsError
 from regexp.results import store as results
 
-LOCKS = ".locks"
+LOCKS = results.LOCKS
 
 
 class RunLocked(ResultsError):
@@ -41,20 +43,38 @@ def lock_path(root: Path, name: str, kind: str = "lock") -> Path:
     """The lock file of run `name` under `root` (the name is checked as for its run folder);
     `kind` tells apart the locks one run has (`claim`: a tuning trial's, held from ask to tell)."""
     results.run_dir(root, name)
-    return root / LOCKS / f"{name}.{kind}"
+    return results.inside_root(root, LOCKS, f"{name}.{kind}")
+
+
+def _open_lock_file(root: Path, name: str) -> int:
+    """A descriptor of `<root>/.locks/<name>`, made if missing: a plain file, never reached
+    through a symbolic link (a planted link would have its target truncated), or ResultsError."""
+    results.make_folder(root, LOCKS)
+    path = results.inside_root(root, LOCKS, name)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ResultsError(f"{path}: is a symbolic link, not a lock file regexp made; left alone") from None
+        raise ResultsError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ResultsError(f"{path}: is not a plain file, as a lock file regexp made is; left alone")
+    os.set_blocking(fd, True)
+    return fd
 
 
 class RunLock:
     """The exclusive lock of one run: `acquire()` takes it or raises RunLocked; `release()` gives it back."""
 
     def __init__(self, root: Path, name: str, kind: str = "lock") -> None:
-        self.path = lock_path(root, name, kind)
+        self.root, self.path = Path(root), lock_path(root, name, kind)
         self.folder = results.run_dir(root, name)
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock_file(self.root, self.path.name)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -86,17 +106,16 @@ class RunLock:
 def holder_of(path: Path) -> str:
     """Who holds the lock at `path`, as its holder wrote it ("pid 123 on host"), where known."""
     try:
-        text = path.read_text(errors="replace").strip()
-    except OSError:
+        with results.open_plain_file(path, 1024) as f:
+            text = f.read(1024).decode("utf-8", errors="replace").strip()
+    except (OSError, results.DamagedRun, results.Vanished):
         text = ""
     return text if text.startswith("pid ") else "pid and host not known yet"
 
 
 def wait_until_free(root: Path, name: str, kind: str = "lock") -> None:
     """Block until no process holds that lock (take it, then give it back at once)."""
-    path = lock_path(root, name, kind)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(root, lock_path(root, name, kind).name)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
     finally:
@@ -107,9 +126,7 @@ def wait_until_free(root: Path, name: str, kind: str = "lock") -> None:
 def study_lock(root: Path, study: str) -> Iterator[None]:
     """Wait for, then hold, the lock of a tuning study: processes sharing it choose their next
     trial one after the other, so none is asked twice or taken by two."""
-    path = root / LOCKS / f".study-{study}.lock"  # a dot: no run can have this name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(root, f".study-{study}.lock")  # a dot: no run can have this name
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -128,13 +145,12 @@ def summary_lock(root: Path) -> Iterator[None]:
     Re-entrant within a process (a sweep holds it while the report takes it again): a second
     flock on a new descriptor of the same file would wait for the first for ever.
     """
-    path = root / LOCKS / ".summary.lock"  # a dot: no run can have this name
+    path = results.inside_root(root, LOCKS, ".summary.lock")  # a dot: no run can have this name
     key = os.path.abspath(path)
     if key in _SUMMARY_LOCKS_HELD:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(root, path.name)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         _SUMMARY_LOCKS_HELD.add(key)

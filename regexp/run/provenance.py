@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -77,6 +78,11 @@ def host() -> dict:
     return {"name": socket.gethostname(), "cpu": _cpu_model(), "cores": os.cpu_count(), "gpus": _gpu_models()}
 
 
+def _is_sha256(value) -> bool:
+    """Whether `value` is a SHA-256 as hexdigest() writes it (a cache entry holding anything else is a miss)."""
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) is not None
+
+
 def file_sha256(path: Path) -> str:
     """The SHA-256 of a file, computed once per (path, size, mtime) and kept in the cache folder."""
     identity = cache.file_identity(path)
@@ -84,9 +90,9 @@ def file_sha256(path: Path) -> str:
     entry = cache.cache_dir() / "digests" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     try:
         stored = json.loads(entry.read_text())
-        if stored.get("identity") == identity:
+        if stored.get("identity") == identity and _is_sha256(stored.get("sha256")):
             return stored["sha256"]
-    except (OSError, ValueError, KeyError, AttributeError):
+    except (OSError, ValueError, KeyError, AttributeError, RecursionError):
         pass
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import shutil
 import statistics
 import time
@@ -24,9 +25,12 @@ from regexp import results
 from regexp.config import RunSpec, config_hash, group_hash, to_yaml
 from regexp.data import Dataset, load_dataset
 from regexp.errors import DataError, ResultsError
+from regexp.results.record import MAX_ERROR_LENGTH, MAX_TRACEBACK_LENGTH, RunStatus
 
-COMPLETED, DIVERGED, FAILED, SKIPPED = "completed", "diverged", "failed", "skipped"
-PRUNED = "pruned"  # a tuning trial its pruner stopped early: neither completed nor failed
+# How a run ended as its record says (RunStatus), and what else a sweep can report about one.
+COMPLETED, DIVERGED, FAILED = RunStatus.COMPLETED, RunStatus.DIVERGED, RunStatus.FAILED
+PRUNED = RunStatus.PRUNED  # a tuning trial its pruner stopped early: neither completed nor failed
+SKIPPED = "skipped"
 RUNNING_ELSEWHERE = "running elsewhere"  # a sweep found the run locked by another process and left it
 NOT_FAILED = (COMPLETED, SKIPPED, RUNNING_ELSEWHERE, PRUNED)  # what a sweep neither counts as failed nor exits 1 for
 
@@ -101,17 +105,59 @@ def load_run_data(spec: RunSpec) -> Dataset:
     return _DATA_MEMO[key]
 
 
-def _prepare_staging(staging: Path, config_text: str) -> bool:
-    """Make the staging folder; keep what is there (True: resume) only if it is this config's."""
-    previous = staging / results.CONFIG
-    if previous.exists() and previous.read_text() == config_text and (staging / results.CHECKPOINT).exists():
-        results.remove_temporary_files(staging)  # left by a process killed in the middle of a write
-        return True
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    results.write_text_atomic(previous, config_text)
+def _prepare_staging(root: Path, name: str, config_text: str) -> bool:
+    """Make the run's staging folder; keep what is there (True: resume) only if it is this config's
+    and its checkpoint agrees with its history.csv. A staging folder that does not agree with
+    itself is moved to `.damaged/` (said in one line) and the run starts over."""
+    staging = results.staging_dir(root, name)
+    if os.path.lexists(staging):
+        problem = _staging_problem(staging, config_text)
+        if problem is None:
+            results.remove_temporary_files(staging)  # left by a process killed in the middle of a write
+            return True
+        if problem is _OTHER_CONFIG:
+            shutil.rmtree(staging)  # a real folder (_staging_problem said so) of another config's run
+        else:
+            aside = results.set_aside(root, results.STAGING, name)
+            logger.info(f"{name}: {problem}; moved it to {aside}, the run starts over")
+    results.make_folder(root, results.STAGING, name)
+    results.write_text_atomic(staging / results.CONFIG, config_text)
     return False
+
+
+_OTHER_CONFIG = "it holds another config's run"
+
+
+def _staging_problem(staging: Path, config_text: str) -> str | None:
+    """Why the staging folder `staging` cannot be resumed, or None if it can: `_OTHER_CONFIG`
+    when it is a sound staging folder of another config (or of none yet), else what is wrong."""
+    from regexp.training.checkpoint import saved_epochs
+
+    if results.entry_kind(staging) != "a folder":
+        return f"{staging} is {results.entry_kind(staging)}, not a staging folder"
+    for folder, subfolders, files in os.walk(staging):  # links are listed, never followed
+        for entry in sorted(subfolders + files):
+            kind = results.entry_kind(Path(folder) / entry)
+            if kind not in (None, "a file", "a folder"):
+                return f"{Path(folder) / entry} is {kind}"
+    checkpoint = staging / results.CHECKPOINT
+    if results.entry_kind(checkpoint) not in (None, "a folder"):
+        return f"{checkpoint} is {results.entry_kind(checkpoint)}, not a folder"
+    try:
+        previous = results.read_plain_text(staging / results.CONFIG, results.MAX_CONFIG_BYTES)
+    except results.DamagedRun:
+        previous = None
+    epochs = saved_epochs(checkpoint) if results.entry_kind(checkpoint) else []
+    if previous != config_text or not epochs:
+        return _OTHER_CONFIG
+    history = staging / results.HISTORY
+    try:
+        rows = results.read_history(history)
+    except results.DamagedRun as exc:
+        return f"its checkpoint is at epoch {epochs[0]} but {exc}"
+    if len(rows) < epochs[0]:
+        return f"its checkpoint is at epoch {epochs[0]} but {history} holds {len(rows)} epochs"
+    return None
 
 
 def _median_rate(samples: int, seconds: list[float]) -> float | None:
@@ -159,7 +205,7 @@ def _run_locked(spec: RunSpec, root: Path, data: Dataset, verbose, threads, shou
     staging = results.staging_dir(root, spec.name)
     config = spec.config
     try:
-        resumed = _prepare_staging(staging, to_yaml(config))
+        resumed = _prepare_staging(root, spec.name, to_yaml(config))
     except OSError as exc:
         raise ResultsError(f"{staging}: cannot write ({exc.strerror or exc})") from None
     started = time.perf_counter()
@@ -174,7 +220,7 @@ def _run_locked(spec: RunSpec, root: Path, data: Dataset, verbose, threads, shou
         metrics = _failure_metrics(spec, message, traceback.format_exc(), time.perf_counter() - started)
         if results.completed_hash(final) is None:  # else keep the completed run
             try:
-                results.write_json_atomic(staging / results.METRICS, metrics)
+                results.write_record(staging / results.METRICS, metrics)
                 results.promote(staging, final)
             except OSError:
                 pass
@@ -209,8 +255,8 @@ def _failure_metrics(spec: RunSpec, message: str, trace: str, seconds: float) ->
     return {
         **_base_metrics(spec),
         "status": FAILED,
-        "error": message,
-        "traceback": trace,
+        "error": message[:MAX_ERROR_LENGTH],
+        "traceback": trace[-MAX_TRACEBACK_LENGTH:],  # its end says where it failed
         "wall_time_s": round(seconds, 3),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -264,7 +310,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, should_pru
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     metrics = _finite(metrics)
-    results.write_json_atomic(staging / results.METRICS, metrics)
+    results.write_record(staging / results.METRICS, metrics)
     return metrics
 
 

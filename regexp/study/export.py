@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 import yaml
@@ -31,18 +32,45 @@ FORMATS = ("csv", "json")
 
 
 def run_row(run: results.SavedRun) -> tuple[dict | None, str | None]:
-    """One run's flat row, or (None, '<file>: why it cannot be read')."""
+    """One run's flat row, or (None, '<file>: why it cannot be read').
+
+    config.yaml is read as a plain file only (never through a link, at most
+    results.MAX_CONFIG_BYTES); the `config.*` columns come from it alone, never from metrics.json.
+    """
     folder, metrics = run.folder, run.metrics
+    path = folder / results.CONFIG
     try:
-        config = yaml.safe_load((folder / results.CONFIG).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        return None, f"{folder / results.CONFIG}: cannot be read ({getattr(exc, 'strerror', None) or exc})"
+        config = yaml.safe_load(results.read_plain_text(path, results.MAX_CONFIG_BYTES))
+    except results.DamagedRun as exc:
+        return None, str(exc)
+    except (yaml.YAMLError, RecursionError) as exc:
+        return None, f"{path}: not YAML ({' '.join(str(exc).split()) if isinstance(exc, yaml.YAMLError) else exc})"
     if not isinstance(config, dict):
-        return None, f"{folder / results.CONFIG}: not a config mapping"
+        return None, f"{path}: not a config mapping"
     row = {"run": folder.name, "status": metrics.get("status")}  # metrics.json's `run` is the folder's name
     row.update(flatten(config, "config"))
-    row.update({key: value for key, value in flatten(metrics).items() if key not in ("run", "status")})
-    return row, None
+    row.update(
+        {key: value for key, value in flatten(metrics).items() if key not in ("run", "status") and not _config_key(key)}
+    )
+    return {key: _cell(value) for key, value in row.items()}, None
+
+
+def _config_key(key: str) -> bool:
+    """Whether a metrics column would take the name of a config column (they come from config.yaml alone)."""
+    return key == "config" or key.startswith("config.")
+
+
+def _cell(value):
+    """A value as export writes it: text that cannot be encoded (a lone surrogate) with the bad
+    characters escaped, a non-finite number as null (metrics.json keys regexp does not check)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def collect_rows(root: Path) -> tuple[list[dict], list[str]]:

@@ -11,6 +11,16 @@ DPI = 100
 DASHES = ("-", "--", ":", "-.")
 
 
+def plain_text_labels() -> None:
+    """Make matplotlib draw every label as the text it is: names and groups come from results on
+    disk, and a '$' in them would otherwise be parsed as mathtext (which raises on bad input)."""
+    matplotlib.rcParams["text.parse_math"] = False
+    matplotlib.rcParams["text.usetex"] = False
+
+
+plain_text_labels()  # on import: every figure module of the study imports this one
+
+
 def palette(count: int) -> tuple:
     """The colours for `count` configs: tab10 up to 10, tab20 beyond (then repeated)."""
     return matplotlib.colormaps["tab10" if count <= 10 else "tab20"].colors

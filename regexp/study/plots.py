@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from regexp.results import HISTORY, write_bytes_atomic  # noqa: E402
+from regexp.results import HISTORY, inside_root, write_bytes_atomic  # noqa: E402
 from regexp.study.figure_style import DPI, line_styles  # noqa: E402
 
 FIGURE_SIZE = (7, 4.5)
@@ -243,7 +243,8 @@ def plot_results(root: Path, fmt: str = "png", redraw: bool = False) -> PlotRepo
     saved, skipped = scan_runs(root)
     single_run = is_run_folder(root)
     report = PlotReport(found=len(saved), skipped=skipped)
-    runs, histories, tasks = [run.metrics for run in saved], {}, []
+    # Each run by its folder's name, the one checked to name a folder under root (not metrics.json's `run`).
+    runs, histories, tasks = [{**run.metrics, "run": run.folder.name} for run in saved], {}, []
     for run in saved:
         if not run.history:
             continue
@@ -251,8 +252,8 @@ def plot_results(root: Path, fmt: str = "png", redraw: bool = False) -> PlotRepo
         if not (redraw or single_run) and run_figures_current(run.folder, fmt):
             report.runs_current += 1
         else:
-            tasks.append((run.folder, run.history, run.metrics["run"], fmt))
-        histories[run.metrics["run"]] = run.history
+            tasks.append((run.folder, run.history, run.folder.name, fmt))
+        histories[run.folder.name] = run.history
     written = report.written
     written += plot_runs(tasks)
     if single_run or not runs:
@@ -261,11 +262,17 @@ def plot_results(root: Path, fmt: str = "png", redraw: bool = False) -> PlotRepo
         label: [histories[m["run"]] for m in members if m.get("run") in histories]
         for label, members in summary.group_runs(runs).items()
     }
-    written.append(compare_curves(groups, "val_accuracy", "validation accuracy", root / f"validation_accuracy.{fmt}"))
-    written.append(compare_curves(groups, "val_loss", "validation loss", root / f"validation_loss.{fmt}"))
+    figure = {name: inside_root(root, f"{name}.{fmt}") for name in ROOT_FIGURES}
+    written.append(compare_curves(groups, "val_accuracy", "validation accuracy", figure["validation_accuracy"]))
+    written.append(compare_curves(groups, "val_loss", "validation loss", figure["validation_loss"]))
     rows = summary.write_summary(root, runs)
     written += [root / "summary.csv", root / "summary.md"]
-    written.append(compare_test_accuracy(rows, root / f"test_accuracy.{fmt}"))
+    written.append(compare_test_accuracy(rows, figure["test_accuracy"]))
     for base, series in lambda_series(runs).items():
-        written.append(plot_lambda_grid(base, series, root / f"lambda_{base}.{fmt}"))
+        written.append(plot_lambda_grid(base, series, inside_root(root, f"{LAMBDA_FIGURE_PREFIX}{base}.{fmt}")))
     return report
+
+
+# The comparison figures `plot_results` writes at the root, as <name>.<fmt>; and lambda_<sweep>.<fmt>.
+ROOT_FIGURES = ("validation_accuracy", "validation_loss", "test_accuracy")
+LAMBDA_FIGURE_PREFIX = "lambda_"

@@ -29,6 +29,16 @@ import numpy as np
 from regexp.config import LAYER_NAMES
 from regexp.errors import RegexpError, ResultsError
 from regexp.results import WEIGHTS, SavedRun, scan_runs, summary_lock
+from regexp.results.record import MAX_PARAMS
+from regexp.results.store import (
+    MAX_WEIGHTS_BYTES,
+    DamagedRun,
+    Vanished,
+    WriteError,
+    check_replaceable,
+    inside_root,
+    open_plain_file,
+)
 from regexp.study import escape, report_figures, stats, tune_report
 from regexp.study.plots import lambda_grids
 from regexp.study.summary import group_runs
@@ -58,24 +68,35 @@ class Report:
 # --------------------------------------------------------------------------- reading weights
 
 
-def read_kernels(path: Path) -> dict[str, np.ndarray]:
+def read_kernels(path: Path, max_values: int) -> dict[str, np.ndarray]:
     """The kernel of each of LAYER_NAMES found in a Keras 3 `.weights.h5` file.
 
     Keras 3 stores a layer's variables under `layers/<class name>/vars/` (that group's
     `name` attribute is the layer's name), numbered in creation order: 0 is the kernel.
-    Raises OSError or KeyError when the file cannot be read.
+    The file is opened as a plain file only (results.open_plain_file), and every kernel's
+    declared shape is checked before it is read: together they may hold at most `max_values`
+    numbers (the run's recorded parameter count). Raises OSError, KeyError or ValueError (the
+    message saying what is wrong) when the file cannot be read.
     """
     import h5py
 
-    kernels: dict[str, np.ndarray] = {}
+    found: dict[str, h5py.Dataset] = {}
 
     def visit(_name, item):
         if isinstance(item, h5py.Group) and item.attrs.get("name") in LAYER_NAMES and "0" in item:
-            kernels[str(item.attrs["name"])] = np.asarray(item["0"][()], dtype=np.float64)
+            if isinstance(item["0"], h5py.Dataset):
+                found[str(item.attrs["name"])] = item["0"]
 
-    with h5py.File(path, "r") as f:
+    try:
+        opened = open_plain_file(path, MAX_WEIGHTS_BYTES)
+    except (DamagedRun, Vanished) as exc:
+        raise ValueError(str(exc).removeprefix(f"{path}: ") or "missing") from None
+    with opened, h5py.File(opened, "r") as f:
         f.visititems(visit)
-    return kernels
+        declared = sum(int(np.prod(dataset.shape, dtype=np.float64)) for dataset in found.values())
+        if declared > max_values:
+            raise ValueError(f"its kernels declare {declared} values, more than the run's {max_values} parameters")
+        return {name: np.asarray(dataset[()], dtype=np.float64) for name, dataset in found.items()}
 
 
 def magnitude_counts(weights: np.ndarray) -> list[int]:
@@ -95,12 +116,12 @@ def _weight_histograms(runs: list[SavedRun], label_of: dict[int, str]) -> tuple[
         path = run.folder / WEIGHTS
         if run.metrics.get("status") != "completed":
             continue
-        if not path.exists():
+        if not os.path.lexists(path):
             notes[name] = NOT_RECORDED
             continue
         try:
-            kernels = read_kernels(path)
-        except (OSError, KeyError, ValueError) as exc:
+            kernels = read_kernels(path, run.metrics.get("param_count") or MAX_PARAMS)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
             notes[name] = f"cannot be read ({exc})"
             continue
         missing = [layer for layer in LAYER_NAMES if layer not in kernels]
@@ -988,17 +1009,21 @@ def _publish(root: Path, texts: dict[str, str]) -> list[Path]:
     """Write every file to its temporary first (fsynced), then rename them in REPORT_FILES order:
     a writer killed while writing leaves the previous generation whole."""
     generation = uuid.uuid4().hex[:8]
+    for name in texts:
+        check_replaceable(inside_root(root, name))  # a link or folder in its place is left alone, in one line
     temps = {name: root / f".{name}.{generation}.tmp" for name in texts}
     try:
         for name, temp in temps.items():
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
             with os.fdopen(fd, "wb") as f:
-                f.write(texts[name].encode("utf-8"))
+                f.write(texts[name].encode("utf-8", "backslashreplace"))  # names not UTF-8 on disk: escaped
                 f.flush()
                 os.fsync(f.fileno())
         for name in REPORT_FILES:
             if name in temps:
                 os.replace(temps[name], root / name)
+    except OSError as exc:
+        raise WriteError(f"{root}: the report cannot be written ({exc.strerror or exc})") from None
     finally:
         for temp in temps.values():
             temp.unlink(missing_ok=True)

@@ -71,9 +71,10 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
         label = m.get("group") or m.get("run", "?")
         groups.setdefault((label, m.get("group_hash") or m.get("run", "?")), []).append(m)
     labels = [label for label, _ in groups]
+    short = [f"{label} [{key[:6]}]" for label, key in groups]
     return {
-        (f"{label} [{key[:6]}]" if labels.count(label) > 1 else label): members
-        for (label, key), members in groups.items()
+        (label if labels.count(label) == 1 else shown if short.count(shown) == 1 else f"{label} [{key}]"): members
+        for ((label, key), members), shown in zip(groups.items(), short)
     }
 
 
