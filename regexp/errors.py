@@ -15,3 +15,7 @@ class DataError(RegexpError):
 
 class ResultsError(RegexpError):
     """A results folder that cannot be written, or would be overwritten."""
+
+
+class ModelError(RegexpError):
+    """A model builder that cannot be imported or called, or builds a model that does not fit the data."""

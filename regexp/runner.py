@@ -22,8 +22,8 @@ from pathlib import Path
 from regexp import locks, results
 from regexp.config import RunSpec, config_hash, group_hash, to_yaml
 from regexp.console import say_once
-from regexp.data import Dataset, load_dataset
-from regexp.errors import DataError, ResultsError
+from regexp.data import Dataset, check_batches, load_dataset
+from regexp.errors import DataError, ModelError, ResultsError
 
 COMPLETED, DIVERGED, FAILED, SKIPPED = "completed", "diverged", "failed", "skipped"
 RUNNING_ELSEWHERE = "running elsewhere"  # a sweep found the run locked by another process and left it
@@ -98,6 +98,11 @@ def load_run_data(spec: RunSpec) -> Dataset:
             _DATA_MEMO[key] = load_dataset(spec.config.data, spec.config.model.num_classes)
         except DataError as exc:
             raise DataError(f"{spec.source}: {exc}") from None
+    training = spec.config.training
+    try:
+        check_batches(_DATA_MEMO[key], spec.config.data, training.batch_size, training.validation_split)
+    except DataError as exc:
+        raise DataError(f"{spec.source}: {exc}") from None
     return _DATA_MEMO[key]
 
 
@@ -135,12 +140,25 @@ def run_experiment(
     if existing_completed(spec, root, force):
         return skipped_outcome(spec, root)
     data = load_run_data(spec)
+    prepared = prepare_run(spec, data, threads)
     results.ensure_writable_root(root)
     with locks.RunLock(root, spec.name):
         if existing_completed(spec, root, force):  # completed by another process since the check above
             return skipped_outcome(spec, root)
         set_aside_damaged_run(root, spec.name)
-        return _run_locked(spec, root, data, verbose, threads)
+        return _run_locked(spec, root, data, verbose, threads, prepared)
+
+
+def prepare_run(spec: RunSpec, data: Dataset, threads: int | None):
+    """`prepare_training` before anything is written, so that a model builder that does not build
+    a fitting model, or penalties its layers cannot take, are one line naming the config (ModelError).
+    None where it crashed otherwise: `_train_and_record` tries again and records the failed run."""
+    try:
+        return prepare_training(spec.config, data, threads)
+    except ModelError as exc:
+        raise ModelError(f"{spec.source}: {exc}") from None
+    except Exception:  # noqa: BLE001 - recorded as the run's failure by _train_and_record
+        return None
 
 
 def skipped_outcome(spec: RunSpec, root: Path) -> RunOutcome:
@@ -150,7 +168,7 @@ def skipped_outcome(spec: RunSpec, root: Path) -> RunOutcome:
     return RunOutcome(spec.name, SKIPPED, final, results.read_metrics(final))
 
 
-def _run_locked(spec: RunSpec, root: Path, data: Dataset, verbose, threads) -> RunOutcome:
+def _run_locked(spec: RunSpec, root: Path, data: Dataset, verbose, threads, prepared=None) -> RunOutcome:
     """Stage, train, record and promote one run; its lock is held by the caller."""
     final = results.run_dir(root, spec.name)
     staging = results.staging_dir(root, spec.name)
@@ -161,7 +179,7 @@ def _run_locked(spec: RunSpec, root: Path, data: Dataset, verbose, threads) -> R
         raise ResultsError(f"{staging}: cannot write ({exc.strerror or exc})") from None
     started = time.perf_counter()
     try:
-        metrics = _train_and_record(spec, data, staging, resumed, verbose, threads)
+        metrics = _train_and_record(spec, data, staging, resumed, verbose, threads, prepared)
     except KeyboardInterrupt:
         raise
     except OSError as exc:
@@ -222,24 +240,26 @@ def prepare_training(config, data: Dataset, threads: int | None = None):
     precision, precision_reason = train.choose_precision(config.training.precision)
     train.enable_determinism(config.training.seed)
     splits = train.make_splits(data, config.training.batch_size, config.training.validation_split, config.training.seed)
-    model = model_lib.build_model(config, data.num_classes, precision)
+    model = model_lib.build_model(config, data.num_classes, precision, input_shape=data.input_shape)
     per_call = train.steps_per_execution(splits.steps_per_epoch, train.MAX_STEPS_PER_EXECUTION)
     model_lib.compile_model(model, config.training.learning_rate, per_call)
     return model, splits, precision, precision_reason, thread_counts
 
 
-def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
+def _train_and_record(spec, data, staging, resumed, verbose, threads, prepared=None) -> dict:
     # TensorFlow is imported here, not at module level: the CLI must start without it.
     from regexp import model as model_lib
     from regexp import plots, provenance, speedups, tensorboard_log, train
 
     config = spec.config
     started = time.perf_counter()
-    model, splits, precision, precision_reason, thread_counts = prepare_training(config, data, threads)
+    model, splits, precision, precision_reason, thread_counts = prepared or prepare_training(config, data, threads)
     if precision == "float32" and config.training.precision == "auto":
         say_once(f"no native bfloat16 on this machine ({precision_reason}): training in float32")
     board = tensorboard_log.RunBoard(
-        staging / tensorboard_log.FOLDER, spec.name, tensorboard_log.hyperparameters(config, precision)
+        staging / tensorboard_log.FOLDER,
+        spec.name,
+        tensorboard_log.hyperparameters(config, precision, model_lib.layer_inventory(model)),
     )
     results.write_text_atomic(staging / "model.txt", model_lib.model_summary(model, config))
 
@@ -303,11 +323,13 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
         "param_count": int(model.count_params()),
         "sparsity": sparsity,
         "activations": activations,
-        "penalties": model_lib.penalty_summary(config),
+        "model": model_identity(config, model),
+        "penalties": model_lib.penalty_summary(config, model),
         "activity_penalty": model_lib.activity_semantics(),
         "data": {
             "description": data.description,
             "num_classes": data.num_classes,
+            "input_shape": list(data.input_shape),
             "train": splits.train_size,
             "validation": splits.validation_size,
             "test": splits.test_size,
@@ -320,6 +342,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
             "precision_reason": precision_reason,
             "threads": thread_counts,
             **speedups.describe(config.training.fast_path, _has_activity_penalty(config)),
+            "layers": model_lib.layer_paths(model),
         },
         "versions": {"regexp": provenance.regexp_version(), **train.versions()},
         **provenance.collect(config.data),
@@ -328,6 +351,21 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads) -> dict:
     metrics = _finite(metrics)
     results.write_json_atomic(staging / results.METRICS, metrics)
     return metrics
+
+
+def model_identity(config, model) -> dict:
+    """metrics.json's `model`: the builder, its source file and SHA-256 (None for the reference
+    CNN, part of regexp), the arguments it was called with, and the layers that carry a kernel."""
+    from regexp import model as model_lib
+
+    file = config.model.builder_file
+    return {
+        "builder": model_lib.builder_name(config),
+        "source": str(file) if file else None,
+        "sha256": config.model.builder_sha256,
+        "params": config.model.builder_params(),
+        "layers": model_lib.layer_inventory(model),
+    }
 
 
 def _has_activity_penalty(config) -> bool:
