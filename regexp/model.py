@@ -56,7 +56,7 @@ LAYER_CLASSES = (
 )
 # A kernel penalty's variables and regularizer attributes, by kind (default: the layer's `kernel`).
 KERNEL_WEIGHTS = {
-    "depthwise": (("depthwise_kernel", "depthwise_regularizer"),),
+    "depthwise": (("kernel", "depthwise_regularizer"),),
     "separable": (("depthwise_kernel", "depthwise_regularizer"), ("pointwise_kernel", "pointwise_regularizer")),
 }
 DEFAULT_KERNEL_WEIGHTS = (("kernel", "kernel_regularizer"),)
