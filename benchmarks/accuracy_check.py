@@ -1,7 +1,7 @@
 """Does the fast path cost accuracy? The offline digits demo over several seeds, fast vs float32.
 
 For each seed, runs configs/demo_digits.yaml (scikit-learn digits, offline) twice through the
-library (`regexp.config.load_config` + `regexp.runner.run_experiment`, into a temporary results
+library (`regexp.config.load_config` + `regexp.run.runner.run_experiment`, into a temporary results
 root): with `training.precision: auto` (the fast path: mixed_bfloat16 where the CPU or GPU has
 native bfloat16, else float32) and with `training.precision: float32`. Reports each run's test
 accuracy, the mean of each path, and the mean paired difference.
@@ -37,7 +37,7 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from regexp.config import RunSpec, load_config
-    from regexp.runner import COMPLETED, run_experiment
+    from regexp.run.runner import COMPLETED, run_experiment
 
     accuracy: dict[str, list[float]] = {"auto": [], "float32": []}
     resolved: dict[str, str] = {}

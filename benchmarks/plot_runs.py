@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from regexp.results import history_csv, write_json_atomic
+from regexp.results.store import history_csv, write_json_atomic
 
 GOAL_SECONDS = 5.0
 
@@ -69,8 +69,8 @@ def write_runs(root: Path, count: int, epochs: int = 25) -> None:
 
 def draw_run_figures(root: Path) -> None:
     """Each run's loss and accuracy figures, as `regexp run` draws them after its last epoch."""
-    from regexp.plots import plot_run
-    from regexp.results import read_history
+    from regexp.results.store import read_history
+    from regexp.study.plots import plot_run
 
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         plot_run(folder, read_history(folder / "history.csv"), folder.name)

@@ -46,9 +46,9 @@ def step_parts(precision: str, blocks: int) -> dict[str, float]:
     import keras
     import tensorflow as tf
 
-    from regexp import model as model_lib
-    from regexp import train
     from regexp.config import validate
+    from regexp.training import model as model_lib
+    from regexp.training import train
 
     train.enable_determinism(0)
     config = validate({"regularizer": {"type": "none"}}, "step_breakdown", "step_breakdown")
@@ -110,7 +110,7 @@ def step_parts(precision: str, blocks: int) -> dict[str, float]:
 def dropout_parts(precision: str, blocks: int) -> dict[str, float]:
     import tensorflow as tf
 
-    from regexp.speedups import RandomBitsDropout
+    from regexp.training.speedups import RandomBitsDropout
 
     dtype = tf.bfloat16 if "bfloat16" in precision else tf.float32
     shapes = [(250, 13, 13, 32), (250, 5, 5, 64)]  # the outputs of pool1 and pool2

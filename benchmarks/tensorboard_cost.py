@@ -1,6 +1,6 @@
 """What TensorBoard logging costs a run: the weight histograms against the epoch they follow.
 
-Runs a config through the library (`regexp.runner.run_experiment`, into a temporary results
+Runs a config through the library (`regexp.run.runner.run_experiment`, into a temporary results
 root) on synthetic data of EMNIST-balanced's size (112,800 training samples per epoch by
 default) and on the digits demo, and reports, from the run's own `RunBoard`, the seconds one
 set of weight histograms took, the median training seconds per epoch, their ratio, and the
@@ -28,9 +28,9 @@ GOAL = 0.03
 
 
 def measure(config: Path, overrides: list[str], label: str) -> bool:
-    from regexp import tensorboard_log
     from regexp.config import RunSpec, load_config
-    from regexp.runner import COMPLETED, run_experiment
+    from regexp.run.runner import COMPLETED, run_experiment
+    from regexp.training import tensorboard_log
 
     boards = []
     original_init = tensorboard_log.RunBoard.__init__

@@ -13,8 +13,8 @@ ratio B/A.
 (A) is the reference: `model.fit` on float32 numpy arrays scaled /255 (N, 28, 28, 1), one-hot
 targets, categorical cross-entropy, `validation_split=0.2`, batch 250, Adam, the reference CNN
 as a plain keras.Sequential, no regularizer, verbose=0.
-(B) is regexp: `regexp.runner.prepare_training` (the runner's own set-up: threads,
-determinism, precision "auto", input streams, model) + `regexp.train.fit` (
+(B) is regexp: `regexp.training.session.prepare_training` (the runner's own set-up: threads,
+determinism, precision "auto", input streams, model) + `regexp.training.train.fit` (
 regexp's checkpoint after every epoch), verbose=0.
 (P) is (B) with an activity penalty (default: configs/elasticnet_activity.yaml, the costliest),
 measured for the study extrapolation.
@@ -146,11 +146,11 @@ def _run_reference(samples: int, epochs: int, clock: _Clock) -> dict:
 
 
 def _run_regexp(samples: int, epochs: int, clock: _Clock, penalty_config: str | None) -> dict:
-    """regexp's path, set up the way regexp.runner._train_and_record does."""
-    from regexp import train
+    """regexp's path, set up the way regexp.training.session.train_run does."""
     from regexp.config import load_config, validate
     from regexp.data import Dataset
-    from regexp.runner import prepare_training
+    from regexp.training import train
+    from regexp.training.session import prepare_training
 
     x_train, y_train, x_test, y_test = _data(samples)
     if penalty_config:

@@ -82,7 +82,7 @@ def _group(
 
     Start with the offline demo: regexp run configs/demo_digits.yaml
     """
-    from regexp.logs import print_lines
+    from regexp.run.logs import print_lines
 
     print_lines()
     if verbose:
@@ -109,14 +109,12 @@ def _keras_verbosity() -> int:
     return 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line per epoch in logs
 
 
-def _say_damaged(root: Path, names: list[str]) -> list[str]:
-    """Name each damaged run folder among `names` that the run about to start will set aside; returns them."""
+def _say_damaged(root: Path, damaged: list[str]) -> None:
+    """Name each damaged run folder that the runs about to start will set aside."""
     from regexp import results
 
-    damaged = results.damaged_runs(root, names)
     for problem in damaged:
         typer.echo(f"damaged: {problem}; it is moved to {root / results.DAMAGED} and trained again", err=True)
-    return damaged
 
 
 @app.command()
@@ -129,14 +127,15 @@ def run(
     threads: ThreadsOption = None,
 ) -> None:
     """Run one experiment: train, evaluate, and write its results folder."""
+    from regexp import results as results_lib
     from regexp.config import load_runs
-    from regexp.runner import COMPLETED, SKIPPED, run_experiment
+    from regexp.run.runner import COMPLETED, SKIPPED, run_experiment
 
     with user_errors():
         specs = load_runs(config, _overrides(epochs, set_))
         if len(specs) > 1:
             raise RegexpError(f"{config}: sweep: this config asks for {len(specs)} runs; use `regexp sweep {config}`")
-        _say_damaged(results, [specs[0].name])
+        _say_damaged(results, results_lib.damaged_runs(results, [specs[0].name]))
         outcome = run_experiment(specs[0], results, force=force, verbose=_keras_verbosity(), threads=threads)
     if outcome.status not in (COMPLETED, SKIPPED):
         raise typer.Exit(1)
@@ -172,53 +171,48 @@ def sweep(
     shared_results: SharedResultsOption = False,
 ) -> None:
     """Run every config in a folder (grids expanded), then write the summary and comparison figures."""
-    from regexp import results as results_lib
-    from regexp.locks import summary_lock
-    from regexp.plots import plot_results
-    from regexp.runner import NOT_FAILED, SKIPPED, RunOutcome
-    from regexp.sweep import SweepInterrupted, make_executor, plan, run_sweep, status_table
+    from regexp.run.sweep import SweepInterrupted, any_failed, make_executor, plan_study, run_study, status_table
 
     with user_errors():
         _check_backend_options(backend, jobs, address, cpus_per_run, gpus_per_run, shared_results)
-        todo, done = plan(folder, _overrides(epochs, set_), results, force, seeds)
-        results_lib.ensure_writable_root(results)
-        typer.echo(f"{len(todo) + len(done)} runs: {len(done)} already completed, {len(todo)} to run -> {results}")
-        damaged = _say_damaged(results, [spec.name for spec in todo])
+        study = plan_study(folder, _overrides(epochs, set_), results, force, seeds)
+        typer.echo(f"{study.size} runs: {len(study.done)} already completed, {len(study.todo)} to run -> {results}")
+        _say_damaged(results, study.damaged)
+        executor = make_executor(
+            results,
+            jobs=jobs,
+            force=force,
+            verbose=_keras_verbosity(),
+            backend=backend.value,
+            address=address,
+            cpus_per_run=cpus_per_run,
+            gpus_per_run=gpus_per_run,
+            shared_results=shared_results,
+        )
         try:
-            executor = make_executor(
-                results,
-                jobs=jobs,
-                force=force,
-                verbose=_keras_verbosity(),
-                backend=backend.value,
-                address=address,
-                cpus_per_run=cpus_per_run,
-                gpus_per_run=gpus_per_run,
-                shared_results=shared_results,
-            )
-            outcomes = run_sweep(todo, executor)
+            outcomes = run_study(study, executor)
         except SweepInterrupted as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(130) from None
-        skipped = [
-            RunOutcome(
-                s.name,
-                SKIPPED,
-                results_lib.run_dir(results, s.name),
-                results_lib.read_metrics(results_lib.run_dir(results, s.name)),
-            )
-            for s in done
-        ]
-        everything = sorted(skipped + outcomes, key=lambda o: o.name)
-        typer.echo(status_table(everything))
-        with summary_lock(results):  # sweeps sharing the root write summary and report one after the other
-            skipped_folders = plot_results(results).skipped
-            for problem in skipped_folders:
-                typer.echo(f"skipped: {problem}", err=True)
-            typer.echo(f"Summary: {results / 'summary.md'}")
-            _write_report(results, None, name_skipped=False)  # plot_results named them just above
-    if any(o.status not in NOT_FAILED for o in everything) or damaged or skipped_folders:
+        typer.echo(status_table(outcomes))
+        skipped_folders = _write_study_outputs(results)
+    if any_failed(outcomes) or study.damaged or skipped_folders:
         raise typer.Exit(1)
+
+
+def _write_study_outputs(root: Path) -> list[str]:
+    """The summary, comparison figures and report of `root`, written after a study's runs (one
+    writer at a time: sweeps sharing the root take turns); returns the run folders left out."""
+    from regexp.results import summary_lock
+    from regexp.study.plots import plot_results
+
+    with summary_lock(root):
+        skipped_folders = plot_results(root).skipped
+        for problem in skipped_folders:
+            typer.echo(f"skipped: {problem}", err=True)
+        typer.echo(f"Summary: {root / 'summary.md'}")
+        _write_report(root, None, name_skipped=False)  # plot_results named them just above
+    return skipped_folders
 
 
 def _check_backend_options(backend: Backend, jobs: int, address, cpus_per_run, gpus_per_run, shared_results) -> None:
@@ -226,7 +220,7 @@ def _check_backend_options(backend: Backend, jobs: int, address, cpus_per_run, g
     if backend is Backend.ray:
         if jobs != 1:
             raise RegexpError("--jobs is for the local backend; on Ray, --cpus-per-run sets how many runs fit at once")
-        from regexp.ray_backend import require_ray
+        from regexp.run.ray_backend import require_ray
 
         require_ray()
     elif address is not None or cpus_per_run is not None or gpus_per_run is not None or shared_results:
@@ -255,7 +249,7 @@ def plot(
 ) -> None:
     """Draw the comparison figures and the summary from saved runs, and any run's curves that are
     missing or out of date (no training, no TensorFlow)."""
-    from regexp.plots import plot_results
+    from regexp.study.plots import plot_results
 
     with user_errors():
         report = plot_results(root, format.value, redraw=redraw) if root.is_dir() else None
@@ -295,7 +289,7 @@ def report(
 
 def _write_report(root: Path, baseline: str | None, name_skipped: bool = True):
     """Write the report of `root`, name what was skipped, and print the answer."""
-    from regexp.report import write_report
+    from regexp.study.report import write_report
 
     written = write_report(root, baseline)
     for line in written.skipped if name_skipped else []:
@@ -318,7 +312,7 @@ def export(
 ) -> None:
     """One row per saved run: its resolved config and every metric, as dotted columns (no TensorFlow)."""
     from regexp import results
-    from regexp.export import collect_rows, export_text
+    from regexp.study.export import collect_rows, export_text
 
     with user_errors():
         rows, problems = collect_rows(root)

@@ -81,7 +81,7 @@ def cli():
 
 
 _HOLD_LOCK = (
-    "import sys, time\nfrom pathlib import Path\nfrom regexp.locks import RunLock\n"
+    "import sys, time\nfrom pathlib import Path\nfrom regexp.results import RunLock\n"
     "RunLock(Path(sys.argv[1]), sys.argv[2]).acquire()\nprint('held', flush=True)\ntime.sleep(600)\n"
 )
 

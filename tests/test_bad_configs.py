@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from regexp.yaml_reader import MAX_CONFIG_BYTES, parse_yaml
+from regexp.config.yaml_reader import MAX_CONFIG_BYTES, parse_yaml
 
 from conftest import REPO
 
@@ -28,8 +28,9 @@ EXPECT_LINE = re.compile(rb"# expect: (.+)")
 WITHOUT_COMMENT = {
     "empty.yaml": "holds no settings (empty, or only comments); expected a mapping such as 'regularizer: {type: l2}'",
 }
-# What python_tag*.yaml would create if the tag were ever run.
-PWNED = Path("/tmp/pwned-regexp")
+# What python_tag*.yaml would create if the tag were ever run; each test runs a copy of such a
+# file whose command touches a sentinel under its own tmp_path instead.
+PWNED = "/tmp/pwned-regexp"
 
 
 def expectation(name: str) -> str:
@@ -71,11 +72,16 @@ def test_corpus_holds_at_least_25_bad_configs_each_with_its_expected_error():
 @pytest.mark.parametrize("name", CORPUS_FILES)
 def test_bad_config_is_refused_with_one_line_naming_file_and_field(cli, in_repo, tmp_path, name):
     config = CORPUS / name
+    text = config.read_text(encoding="utf-8", errors="surrogateescape")
+    sentinel = tmp_path / "pwned"
+    if PWNED in text:  # a tag that would run a command: make it aim at this test's own sentinel
+        config = tmp_path / name
+        config.write_text(text.replace(PWNED, str(sentinel)), encoding="utf-8", errors="surrogateescape")
+        assert os.system(f"touch {sentinel}.control") == 0 and Path(f"{sentinel}.control").exists()
     results = tmp_path / "results"
-    pwned_before = PWNED.exists()
     result = cli("run", config, "--results", results)
     assert_refused(result, config, results, expectation(name))
-    assert pwned_before or not PWNED.exists(), "a YAML tag ran a command"
+    assert not sentinel.exists(), "a YAML tag ran a command"
 
 
 HUGE_BYTES = len("regularizer: {type: l2}\n") + len("# padding\n") * (MAX_CONFIG_BYTES // 10 + 1)

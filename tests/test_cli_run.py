@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from regexp.results import read_history
+from regexp.results.store import read_history
 
 from conftest import CONFIGS, REFERENCE_CONFIGS, TINY, TINY_SET, merge, write_config
 
@@ -94,7 +94,7 @@ def test_metrics_record_what_the_issue_asks_for(cli, tmp_path):
         "input_shape": [28, 28, 1],
     }
     assert m["model"] == {
-        "builder": "regexp.model:reference_cnn",
+        "builder": "regexp.training.model:reference_cnn",
         "source": None,
         "sha256": None,
         "params": {"conv1_filters": 32, "conv2_filters": 64, "dense_units": 256, "dropout": 0.25},

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from regexp import results
 from regexp.config import (
     config_hash,
     group_hash,
@@ -14,6 +13,7 @@ from regexp.config import (
     validate,
 )
 from regexp.errors import ConfigError, ResultsError
+from regexp.results import store as results
 
 from conftest import CONFIGS, REFERENCE_CONFIGS, write_config
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from regexp.results import read_history
+from regexp.results.store import read_history
 
 from conftest import TINY, merge, write_config
 
@@ -246,7 +246,7 @@ def test_a_failing_write_leaves_the_previous_results_byte_for_byte(cli, tmp_path
     assert cli("run", config, "--results", root).exit_code == 0
     before = snapshot(root / "safe")
 
-    from regexp import results
+    from regexp.results import store as results
 
     real_write = results.write_bytes_atomic
 

@@ -10,11 +10,12 @@ import csv
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from regexp.results import (
+from regexp.results.store import (
     DamagedRun,
     SavedRun,
     history_csv,
@@ -287,16 +288,48 @@ def test_a_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch):
     assert len(runs) == 3 and damaged == [f"{locked}: cannot be read (Permission denied)"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their permissions")
-def test_a_folder_with_unreadable_permissions_is_named(tmp_path):
-    make_good_runs(tmp_path)
-    os.chmod(tmp_path / "good_b", 0)
+UNPRIVILEGED = 65534  # nobody / nogroup: root reads folders whatever their permissions, so root scans as nobody
+
+
+def scan_without_privileges(root: Path) -> tuple[list[str], list[str]]:
+    """scan_runs(root) in a forked child that has given up root (as root), or here (as anyone else):
+    the run folders read and the damaged ones named."""
+    if os.geteuid() != 0:
+        runs, damaged = scan_runs(root)
+        return [run.folder.name for run in runs], damaged
+    for path in [root, *root.rglob("*")]:
+        os.chown(path, UNPRIVILEGED, UNPRIVILEGED, follow_symlinks=False)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child only scans and reports: no pytest machinery may run in it
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(UNPRIVILEGED)
+            os.setuid(UNPRIVILEGED)
+            runs, damaged = scan_runs(root)
+            os.write(write_end, json.dumps([[run.folder.name for run in runs], damaged]).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read()
+    os.waitpid(child, 0)
+    names, damaged = json.loads(answer)
+    return names, damaged
+
+
+def test_a_folder_with_unreadable_permissions_is_named():
+    root = Path(tempfile.mkdtemp(prefix="regexp-unreadable-"))  # not under tmp_path: nobody may enter it
     try:
-        runs, damaged = scan_runs(tmp_path)
+        make_good_runs(root)
+        os.chmod(root / "good_b", 0)
+        names, damaged = scan_without_privileges(root)
     finally:
-        os.chmod(tmp_path / "good_b", 0o755)
-    assert [run.folder.name for run in runs] == ["good_a", "good_failed_before_training"]
-    assert damaged == [f"{tmp_path / 'good_b'}: cannot be read (Permission denied)"]
+        os.chmod(root / "good_b", 0o755)
+        shutil.rmtree(root)
+    assert names == ["good_a", "good_failed_before_training"]
+    assert damaged == [f"{root / 'good_b'}: cannot be read (Permission denied)"]
 
 
 def test_set_aside_damaged_moves_the_folder_untouched_and_leaves_good_runs(tmp_path):
@@ -326,7 +359,7 @@ def summary_configs(root: Path) -> list[str]:
 
 
 def test_summary_leaves_damaged_runs_out_and_keeps_every_readable_one(tmp_path):
-    from regexp import summary
+    from regexp.study import summary
 
     good = make_good_runs(tmp_path)
     damage_corpus(tmp_path)
@@ -370,7 +403,7 @@ def test_plot_of_a_file_is_a_user_error(cli, tmp_path):
 
 
 def test_promote_moves_a_damaged_folder_aside_instead_of_deleting_it(tmp_path):
-    from regexp.results import promote
+    from regexp.results.store import promote
 
     folder = good_run(tmp_path, "run")
     DAMAGES["metrics_truncated"][0](folder)

@@ -390,8 +390,8 @@ def test_missing_path_is_refused(tmp_path):
 
 def test_data_error_names_the_config_the_field_and_the_file_once_each(tmp_path):
     """The runner adds the config file, load_dataset the field, the source the file: each once."""
-    from regexp import runner
     from regexp.config import load_runs
+    from regexp.run import runner
 
     archive = fx.write_gzip_zip(tmp_path / "gzip.zip", "balanced", fx.make_split("balanced"))
     config = tmp_path / "vanishing.yaml"

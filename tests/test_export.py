@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from regexp.config import load_config, to_yaml
-from regexp.flatten import flatten
+from regexp.results.flatten import flatten
 
 from conftest import REPO, TINY, merge, write_config
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from regexp import runner
 from regexp.config import load_runs
-from regexp.locks import RunLock, RunLocked, lock_path
-from regexp.runner import SKIPPED, run_experiment
+from regexp.results.locks import RunLock, RunLocked, lock_path
+from regexp.run import runner
+from regexp.run.runner import SKIPPED, run_experiment
 
 from conftest import TINY, lock_held_elsewhere, merge, write_config
 

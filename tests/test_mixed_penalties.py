@@ -5,12 +5,11 @@ import pytest
 
 from regexp.config import load_config, validate
 from regexp.errors import ConfigError
+from regexp.tf_runtime import keras
+from regexp.training import model as model_lib  # noqa: E402
+from regexp.training import speedups  # noqa: E402
 
 from conftest import CONFIGS, TINY_SET
-
-keras = pytest.importorskip("keras")
-from regexp import model as model_lib  # noqa: E402
-from regexp import speedups  # noqa: E402
 
 LAYERS = ("conv1", "conv2", "dense1", "dense2")
 

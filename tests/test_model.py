@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 
 from regexp.config import load_config, validate
-from regexp.results import read_history
+from regexp.results.store import read_history
+from regexp.tf_runtime import keras
+from regexp.training import model as model_lib  # noqa: E402
+from regexp.training import speedups  # noqa: E402
 
 from conftest import CONFIGS, REFERENCE_CONFIGS, TINY, merge, write_config
-
-keras = pytest.importorskip("keras")
-from regexp import model as model_lib  # noqa: E402
-from regexp import speedups  # noqa: E402
 
 REFERENCE_LAYERS = [
     ("conv1", "Conv2D", (None, 26, 26, 32)),

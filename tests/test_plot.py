@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from regexp.results import history_csv, write_json_atomic
+from regexp.results.store import history_csv, write_json_atomic
 
 from conftest import rising_history
 

@@ -20,17 +20,17 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+import ray  # noqa: E402
 
-ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-from regexp import ray_backend  # noqa: E402
 from regexp.config import load_runs  # noqa: E402
-from regexp.locks import RunLock, RunLocked  # noqa: E402
-from regexp.logs import collected_lines  # noqa: E402
-from regexp.results import read_history  # noqa: E402
-from regexp.runner import COMPLETED, FAILED, RUNNING_ELSEWHERE, RunOutcome  # noqa: E402
-from regexp.sweep import make_executor, run_sweep  # noqa: E402
+from regexp.results.locks import RunLock, RunLocked  # noqa: E402
+from regexp.results.store import read_history  # noqa: E402
+from regexp.run import ray_backend  # noqa: E402
+from regexp.run.logs import collected_lines  # noqa: E402
+from regexp.run.runner import COMPLETED, FAILED, RUNNING_ELSEWHERE, RunOutcome  # noqa: E402
+from regexp.run.sweep import make_executor, run_sweep  # noqa: E402
 
 from conftest import TINY, lock_held_elsewhere, merge, write_config  # noqa: E402
 

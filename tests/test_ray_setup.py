@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from regexp import ray_backend
 from regexp.errors import RegexpError
+from regexp.run import ray_backend
 
 from conftest import TINY, merge, write_config
 

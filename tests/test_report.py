@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from regexp.results import history_csv, write_json_atomic
+from regexp.results.store import history_csv, write_json_atomic
 
 from conftest import TINY, merge, write_config
 
@@ -25,7 +25,7 @@ FIGURES = {"fig-forest", "fig-lambda", "fig-weights", "fig-activations", "fig-ga
 def keras_weights(tmp_path_factory):
     """A `.weights.h5` saved by Keras from a small regexp model, conv1's kernel set to known values."""
     from regexp.config import validate
-    from regexp.model import build_model
+    from regexp.training.model import build_model
 
     config = validate(
         {
@@ -210,7 +210,7 @@ def test_report_imports_no_tensorflow(tmp_path):
 
 
 def test_weights_are_read_from_the_keras_file_by_layer_name(keras_weights):
-    from regexp.report import read_kernels
+    from regexp.study.report import read_kernels
 
     path, known = keras_weights
     kernels = read_kernels(path)

@@ -4,15 +4,14 @@ computation (h5py and numpy, a forward pass, a second run stopped at the best ep
 
 import json
 
+import h5py
 import numpy as np
 import pytest
 
 from regexp.config import LAYER_NAMES, load_config
+from regexp.tf_runtime import keras
 
 from conftest import TINY, merge, write_config
-
-h5py = pytest.importorskip("h5py")
-keras = pytest.importorskip("keras")
 
 # Learning rate 0.01: validation accuracy peaks before the last epoch, so that the best
 # epoch's weights differ from the final ones.
@@ -46,10 +45,11 @@ def finished(tmp_path_factory):
 
 
 def test_saved_weights_are_the_final_ones_and_their_sparsity_is_the_recorded_one(finished):
-    from regexp import model as model_lib
-    from regexp import train
     from regexp.config import RunSpec
-    from regexp.runner import load_run_data, prepare_training
+    from regexp.run.runner import load_run_data
+    from regexp.training import model as model_lib
+    from regexp.training import train
+    from regexp.training.session import prepare_training
 
     config_path, run, metrics = finished
     with h5py.File(run / "model.weights.h5", "r") as f:
@@ -70,7 +70,8 @@ def test_saved_weights_are_the_final_ones_and_their_sparsity_is_the_recorded_one
 
 def test_activation_statistics_match_a_forward_pass_over_the_test_set(finished):
     from regexp.config import RunSpec
-    from regexp.runner import load_run_data, prepare_training
+    from regexp.run.runner import load_run_data
+    from regexp.training.session import prepare_training
 
     config_path, run, metrics = finished
     config = load_config(config_path)

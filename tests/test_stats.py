@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from regexp import stats
 from regexp.errors import RegexpError
+from regexp.study import stats
 
 L2 = [{"type": "l2", "targets": ["activity"], "lambda": 0.01, "l1": None, "l2": None, "layers": None}]
 

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from regexp.results import read_history
+from regexp.results.store import read_history
 
 from conftest import TINY, merge, write_config
 
@@ -77,7 +77,7 @@ def test_a_failing_run_does_not_stop_the_others_and_the_exit_code_says_so(cli, t
     write_config(
         folder, "d_diverges", merge(TINY5, {"training": {"learning_rate": 1e12, "epochs": 3, "batch_size": 50}})
     )
-    from regexp import model as model_lib
+    from regexp.training import model as model_lib
 
     real_build = model_lib.build_model
 

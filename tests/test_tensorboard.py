@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.util import tensor_util
 
-from regexp.results import read_history
+from regexp.results.store import read_history
 
 from conftest import REPO, TINY, merge, write_config
 
@@ -133,7 +133,7 @@ def write_events(folder: Path, steps: list[int]) -> None:
 
 
 def test_restarting_at_epoch_k_drops_later_steps_and_a_record_cut_short(tmp_path):
-    from regexp.tensorboard_log import drop_steps_after, event_files
+    from regexp.training.tensorboard_log import drop_steps_after, event_files
 
     board = tmp_path / "tensorboard"
     write_events(board / "train", [1, 2, 3, 4])
@@ -149,9 +149,9 @@ def test_restarting_at_epoch_k_drops_later_steps_and_a_record_cut_short(tmp_path
 KILL_AFTER_EPOCH_3 = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from regexp import tensorboard_log
+    from regexp.training import tensorboard_log
     from regexp.config import load_runs
-    from regexp.runner import run_experiment
+    from regexp.run.runner import run_experiment
 
     record = tensorboard_log.RunBoard.record_epoch
     def record_then_die(self, epoch, logs):

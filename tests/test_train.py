@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-from regexp import train  # noqa: E402
 from regexp.data import Dataset  # noqa: E402
+from regexp.tf_runtime import tf
+from regexp.training import train  # noqa: E402
 
 
 def numbered_dataset(n_train: int, n_test: int = 30) -> Dataset:
@@ -61,8 +61,8 @@ def test_steps_per_execution_is_the_largest_divisor_of_the_epoch_up_to_the_limit
 
 
 def compiled_model(seed: int, fast_path: bool = True):
-    from regexp import model as model_lib
     from regexp.config import validate
+    from regexp.training import model as model_lib
 
     train.enable_determinism(seed)
     config = validate({"regularizer": {"type": "l2", "targets": ["kernel", "activity"]}}, "c.yaml", "c")
@@ -85,7 +85,7 @@ def values(variables) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("fast_path", [True, False])
 def test_a_checkpoint_restores_every_model_and_optimizer_variable_and_the_training_state(tmp_path, fast_path):
-    from regexp import checkpoint
+    from regexp.training import checkpoint
 
     saved = trained_model(1, fast_path)
     assert sum("seed_generator_state" in v.path for v in saved.variables) == 2  # both dropout layers
@@ -103,7 +103,8 @@ def test_a_checkpoint_restores_every_model_and_optimizer_variable_and_the_traini
 
 
 def test_a_new_checkpoint_replaces_the_previous_one_only_once_it_is_written(tmp_path, monkeypatch):
-    from regexp import checkpoint, results
+    from regexp import results
+    from regexp.training import checkpoint
 
     model = trained_model(1)
     checkpoint.save(tmp_path, model, checkpoint.TrainingState(1))
@@ -124,7 +125,7 @@ def test_a_new_checkpoint_replaces_the_previous_one_only_once_it_is_written(tmp_
 
 
 def test_a_damaged_checkpoint_is_named_and_the_one_before_is_used(tmp_path):
-    from regexp import checkpoint
+    from regexp.training import checkpoint
 
     model = trained_model(1)
     checkpoint.save(tmp_path, model, checkpoint.TrainingState(1))
@@ -133,7 +134,7 @@ def test_a_damaged_checkpoint_is_named_and_the_one_before_is_used(tmp_path):
     (tmp_path / "keep").rename(tmp_path / "epoch-0001.npz")
     newest = tmp_path / "epoch-0002.npz"
     newest.write_bytes(newest.read_bytes()[:1000])  # e.g. a disk that lost the end of the file
-    from regexp.logs import collected_lines
+    from regexp.run.logs import collected_lines
 
     with collected_lines() as lines:
         assert checkpoint.restore(tmp_path, compiled_model(2)).epoch == 1
@@ -141,7 +142,7 @@ def test_a_damaged_checkpoint_is_named_and_the_one_before_is_used(tmp_path):
 
 
 def test_no_checkpoint_means_training_starts_at_epoch_zero(tmp_path):
-    from regexp import checkpoint
+    from regexp.training import checkpoint
 
     assert checkpoint.restore(tmp_path / "checkpoint", compiled_model(0)) is None
     (tmp_path / "checkpoint").mkdir()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from scipy import stats as scipy_stats
 
 from regexp.errors import RegexpError
-from regexp.summary import describe_regularizer, group_runs
+from regexp.study.summary import describe_regularizer, group_runs
 
 ALPHA = 0.05
 CONFIDENCE = 0.95

@@ -241,8 +241,8 @@ def plot_results(root: Path, fmt: str = "png", redraw: bool = False) -> PlotRepo
     history (all of them with `redraw`, or when `root` is one run), and, for a root of several
     runs, the comparisons and the summary. Damaged run folders are left out and listed in the
     report's `skipped`; runs without history (failed before training) are only summarised."""
-    from regexp import summary
     from regexp.results import is_run_folder, scan_runs
+    from regexp.study import summary
 
     saved, skipped = scan_runs(root)
     single_run = is_run_folder(root)

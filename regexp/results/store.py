@@ -3,10 +3,11 @@
 Layout under a results root:
 
     <root>/<run>/                 a finished run: config.yaml, history.csv, model.txt,
-                                  loss.png, accuracy.png, metrics.json (written last)
+                                  model.weights.h5, loss.png, accuracy.png, tensorboard/,
+                                  metrics.json (written last)
     <root>/.inprogress/<run>/     a run being trained: its files so far and its checkpoint
     <root>/.damaged/<run>-<UTC>/  a damaged run folder, moved aside before its run is trained again
-    <root>/.locks/<run>.lock      the lock of a run being trained (regexp.locks)
+    <root>/.locks/<run>.lock      the lock of a run being trained (regexp.results.locks)
 
 A run trains in its staging folder and is promoted into place by renaming the whole folder,
 so `<root>/<run>/` only ever holds a finished run, and a failure to write leaves the previous
@@ -31,9 +32,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from regexp.config import penalty_problem
+from regexp.config import penalty_problem, run_name_problem
 from regexp.errors import ResultsError
-from regexp.names import run_name_problem
 
 STAGING = ".inprogress"
 METRICS = "metrics.json"
@@ -41,6 +41,7 @@ HISTORY = "history.csv"
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoint"
 MODEL_SUMMARY = "model.txt"
+WEIGHTS = "model.weights.h5"  # a completed run's final weights (Keras's save_weights format)
 DAMAGED = ".damaged"
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "penalty", "val_penalty")
 REQUIRED_HISTORY_COLUMNS = ("epoch", "loss", "accuracy")
@@ -482,12 +483,3 @@ def completed_hash(folder: Path) -> str | None:
     if run is not None and run.metrics["status"] == "completed":
         return run.metrics.get("config_hash")
     return None
-
-
-def find_runs(root: Path) -> list[Path]:
-    """Run folders under `root` (the root itself if it is one), sorted by name."""
-    if (root / METRICS).exists():
-        return [root]
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / METRICS).exists())

@@ -18,7 +18,7 @@ import matplotlib.ticker
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from regexp import stats
+from regexp.study import stats
 
 DPI = 100
 # log10 |w| bins: magnitudes below 1e-8 (and exact zeros) are counted in the first bin.

@@ -3,7 +3,7 @@
 From saved runs alone (metrics.json, history.csv, model.weights.h5; no TensorFlow) it writes,
 at the results root:
 
-- `stats.csv`: one row per config (regexp.stats.COLUMNS);
+- `stats.csv`: one row per config (regexp.study.stats.COLUMNS);
 - `report.md`: the answer, the tables and the method, as text;
 - `report.html`: the same with every figure inlined (data: URIs), one file to mail or open.
 
@@ -21,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from regexp import report_figures, stats
 from regexp.config import LAYER_NAMES
 from regexp.errors import RegexpError
-from regexp.plots import lambda_series
-from regexp.results import SavedRun, scan_runs, write_text_atomic
-from regexp.summary import group_runs
+from regexp.results import WEIGHTS, SavedRun, scan_runs, write_text_atomic
+from regexp.study import report_figures, stats
+from regexp.study.plots import lambda_series
+from regexp.study.summary import group_runs
 
-WEIGHTS = "model.weights.h5"
 NOT_RECORDED = "not recorded by this run"
 QUESTION = (
     "Does a penalty help this CNN, by how much, how sure can we be, and why? Each config's test accuracy "

@@ -14,7 +14,7 @@ means a zero penalty). An activity penalty means the mean over the batch of the 
 penalty, as in the reference experiment's Keras.
 
 `fast_path` (config `training.fast_path`) swaps in regexp's faster dropout and activity penalty
-from regexp/speedups.py where they apply; every other layer and penalty is stock Keras.
+from regexp/training/speedups.py where they apply; every other layer and penalty is stock Keras.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from regexp import speedups
 from regexp.config import (
     BUILDER_FORMAT,
     REFERENCE_LAYERS,
@@ -36,12 +35,13 @@ from regexp.config import (
 )
 from regexp.errors import ModelError
 from regexp.tf_runtime import keras
+from regexp.training import speedups
 
 ops = keras.ops
 
 INPUT_SHAPE = (28, 28, 1)
 SPARSITY_THRESHOLD = 1e-3
-REFERENCE_BUILDER = "regexp.model:reference_cnn"  # what metrics.json names when model.builder is not given
+REFERENCE_BUILDER = "regexp.training.model:reference_cnn"  # what metrics.json names when model.builder is not given
 
 _layers = keras.layers
 # The kinds of layer that carry a kernel (config.LAYER_KINDS), each with its Keras classes; the
@@ -326,6 +326,19 @@ def build_model(
     place_penalties(built, config, fast)
     speedups.speed_up_dropout(built, fast)
     return PenaltyTrackingModel(inputs=built.inputs, outputs=built.outputs, name=config.name or built.name)
+
+
+def model_identity(config: ExperimentConfig, model: keras.Model) -> dict:
+    """metrics.json's `model`: the builder, its source file and SHA-256 (None for the reference
+    CNN, part of regexp), the arguments it was called with, and the layers that carry a kernel."""
+    file = config.model.builder_file
+    return {
+        "builder": builder_name(config),
+        "source": str(file) if file else None,
+        "sha256": config.model.builder_sha256,
+        "params": config.model.builder_params(),
+        "layers": layer_inventory(model),
+    }
 
 
 def layer_paths(model: keras.Model) -> dict[str, str]:

@@ -3,7 +3,7 @@
 Everything is validated before anything trains. Completed runs with the same config are
 skipped, failed or interrupted ones run again (resuming from their checkpoint). One run
 failing never stops the others. A run another process is training (it holds the run's lock,
-see regexp.locks) is left to it and reported as "running elsewhere", which is not a failure.
+see regexp.results.locks) is left to it and reported as "running elsewhere", which is not a failure.
 Ctrl-C stops after saying what finished and how to resume; a second Ctrl-C stops at once.
 """
 
@@ -17,10 +17,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from regexp import results
 from regexp.config import RunSpec, load_runs
 from regexp.errors import ConfigError, RegexpError, ResultsError
-from regexp.executors import Executor, InProcessExecutor, Started, WorkerProcessesExecutor
-from regexp.runner import FAILED, NOT_FAILED, RUNNING_ELSEWHERE, SKIPPED, RunOutcome, existing_completed
+from regexp.run.executors import Executor, InProcessExecutor, Started, WorkerProcessesExecutor
+from regexp.run.runner import (
+    FAILED,
+    NOT_FAILED,
+    RUNNING_ELSEWHERE,
+    SKIPPED,
+    RunOutcome,
+    existing_completed,
+    skipped_outcome,
+)
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
@@ -76,6 +85,44 @@ def plan(
 
 
 @dataclass
+@dataclass
+class StudyPlan:
+    """What a sweep will do in a results root: the runs to train, those already completed with
+    the same config, and the damaged run folders among the former (set aside before training)."""
+
+    root: Path
+    todo: list[RunSpec]
+    done: list[RunSpec]
+    damaged: list[str]
+
+    @property
+    def size(self) -> int:
+        return len(self.todo) + len(self.done)
+
+
+def plan_study(
+    folder: Path, overrides: list[str], root: Path, force: bool = False, seeds: int | None = None
+) -> StudyPlan:
+    """Validate a folder of configs against a results root (which must be writable) and say
+    what is to run; nothing is trained or written."""
+    todo, done = plan(folder, overrides, root, force, seeds)
+    results.ensure_writable_root(root)
+    return StudyPlan(root, todo, done, results.damaged_runs(root, [spec.name for spec in todo]))
+
+
+def run_study(study: StudyPlan, executor: Executor) -> list[RunOutcome]:
+    """Run what `study` has to do through `executor`: every run's outcome, the completed runs it
+    found on disk included, sorted by name. Raises SweepInterrupted on Ctrl-C."""
+    trained = run_sweep(study.todo, executor)
+    found = [skipped_outcome(spec, study.root, quiet=True) for spec in study.done]
+    return sorted(found + trained, key=lambda outcome: outcome.name)
+
+
+def any_failed(outcomes: list[RunOutcome]) -> bool:
+    """True if a run failed or diverged (skipped and running-elsewhere runs are no failures)."""
+    return any(outcome.status not in NOT_FAILED for outcome in outcomes)
+
+
 class Progress:
     """Runs done / total, elapsed, and an estimate from the runs that finished."""
 
@@ -135,7 +182,7 @@ def make_executor(
 ) -> Executor:
     """The Executor for these options: Ray tasks, worker processes (jobs > 1), or this process."""
     if backend == "ray":
-        from regexp.ray_backend import RayExecutor  # imports Ray only when asked for
+        from regexp.run.ray_backend import RayExecutor  # imports Ray only when asked for
 
         return RayExecutor(
             root,

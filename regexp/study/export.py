@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from regexp import results
-from regexp.flatten import flatten
+from regexp.results import flatten
 
 FORMATS = ("csv", "json")
 

@@ -36,7 +36,7 @@ from tensorboard.plugins.hparams import api as hp
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from regexp import results
-from regexp.flatten import flatten
+from regexp.results import flatten
 
 FOLDER = "tensorboard"
 TRAIN, VALIDATION = "train", "validation"
@@ -108,7 +108,7 @@ def hyperparameters(config, precision: str, layers: dict[str, str] | None = None
     training settings, with the precision actually used. `layers`: the model's {name: kind}
     (default: the reference CNN's)."""
     from regexp.config import REFERENCE_LAYERS, resolved_dict
-    from regexp.model import describe_penalty, layer_penalties
+    from regexp.training.model import describe_penalty, layer_penalties
 
     resolved = resolved_dict(config)
     values = flatten({"regularizer": resolved["regularizer"]})

@@ -3,7 +3,7 @@
 `run_experiment` is what `regexp run` calls once and `regexp sweep` calls per grid point.
 A run trains in its staging folder, resumes there from its last finished epoch if it was
 interrupted, and is promoted into `<root>/<name>/` when it ends; metrics.json is the last
-file written and the only mark of a completed run. The run is locked (regexp.locks) from the
+file written and the only mark of a completed run. The run is locked (regexp.results.locks) from the
 check that it is not completed yet until its promotion, so processes sharing a results root
 never train the same run at once.
 """
@@ -19,16 +19,14 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from regexp import locks, results
+from regexp import results
 from regexp.config import RunSpec, config_hash, group_hash, to_yaml
-from regexp.console import say_once
 from regexp.data import Dataset, check_batches, load_dataset
 from regexp.errors import DataError, ModelError, ResultsError
 
 COMPLETED, DIVERGED, FAILED, SKIPPED = "completed", "diverged", "failed", "skipped"
 RUNNING_ELSEWHERE = "running elsewhere"  # a sweep found the run locked by another process and left it
 NOT_FAILED = (COMPLETED, SKIPPED, RUNNING_ELSEWHERE)  # what a sweep neither counts as failed nor exits 1 for
-WEIGHTS = "model.weights.h5"  # a completed run's final weights (Keras's save_weights format)
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +48,7 @@ def failed_outcome(name: str, folder: Path, message: str, metrics: dict | None =
     return RunOutcome(name, FAILED, folder, metrics, message)
 
 
-def running_elsewhere(name: str, folder: Path, locked: locks.RunLocked) -> RunOutcome:
+def running_elsewhere(name: str, folder: Path, locked: results.RunLocked) -> RunOutcome:
     """The outcome of a run another process is training: left to it, and said so."""
     logger.info(f"{name}: being trained by another process ({locked.holder}); left to it")
     return RunOutcome(name, RUNNING_ELSEWHERE, folder, None, f"by {locked.holder}")
@@ -134,7 +132,7 @@ def run_experiment(
 ) -> RunOutcome:
     """Run one experiment into `root`; user errors raise RegexpError before anything is written.
 
-    A run that another process is training raises locks.RunLocked (a RegexpError) and is left
+    A run that another process is training raises results.RunLocked (a RegexpError) and is left
     alone; one that another process completed meanwhile is skipped.
     """
     if existing_completed(spec, root, force):
@@ -142,7 +140,7 @@ def run_experiment(
     data = load_run_data(spec)
     prepared = prepare_run(spec, data, threads)
     results.ensure_writable_root(root)
-    with locks.RunLock(root, spec.name):
+    with results.RunLock(root, spec.name):
         if existing_completed(spec, root, force):  # completed by another process since the check above
             return skipped_outcome(spec, root)
         set_aside_damaged_run(root, spec.name)
@@ -150,21 +148,25 @@ def run_experiment(
 
 
 def prepare_run(spec: RunSpec, data: Dataset, threads: int | None):
-    """`prepare_training` before anything is written, so that a model builder that does not build
-    a fitting model, or penalties its layers cannot take, are one line naming the config (ModelError).
-    None where it crashed otherwise: `_train_and_record` tries again and records the failed run."""
+    """The training stage's set-up (`session.prepare_training`: runtime settings, input streams and
+    the compiled model) before anything is written, so that a model builder that does not build a
+    fitting model, or penalties its layers cannot take, are one line naming the config (ModelError).
+    None where it crashed otherwise: `train_run` tries again and the run is recorded as failed."""
+    from regexp.training.session import prepare_training
+
     try:
         return prepare_training(spec.config, data, threads)
     except ModelError as exc:
         raise ModelError(f"{spec.source}: {exc}") from None
-    except Exception:  # noqa: BLE001 - recorded as the run's failure by _train_and_record
+    except Exception:  # noqa: BLE001 - recorded as the run's failure when train_run meets it again
         return None
 
 
-def skipped_outcome(spec: RunSpec, root: Path) -> RunOutcome:
-    """The outcome of a run already completed with this config under `root`, said so."""
+def skipped_outcome(spec: RunSpec, root: Path, quiet: bool = False) -> RunOutcome:
+    """The outcome of a run already completed with this config under `root`, said so unless `quiet`."""
     final = results.run_dir(root, spec.name)
-    logger.info(f"{spec.name}: already completed with this config in {final} (--force to run it again)")
+    if not quiet:
+        logger.info(f"{spec.name}: already completed with this config in {final} (--force to run it again)")
     return RunOutcome(spec.name, SKIPPED, final, results.read_metrics(final))
 
 
@@ -228,148 +230,50 @@ def _failure_metrics(spec: RunSpec, message: str, trace: str, seconds: float) ->
     }
 
 
-def prepare_training(config, data: Dataset, threads: int | None = None):
-    """Runtime settings, input streams and the compiled model of a run, in the order TensorFlow
-    needs (threads before its first op, GPU memory growth before any model):
-    returns (model, splits, precision, precision_reason, thread_counts)."""
-    from regexp import model as model_lib
-    from regexp import train
-
-    thread_counts = train.configure_threads(threads, 1 if threads else None)
-    train.enable_gpu_memory_growth()
-    precision, precision_reason = train.choose_precision(config.training.precision)
-    train.enable_determinism(config.training.seed)
-    splits = train.make_splits(data, config.training.batch_size, config.training.validation_split, config.training.seed)
-    model = model_lib.build_model(config, data.num_classes, precision, input_shape=data.input_shape)
-    per_call = train.steps_per_execution(splits.steps_per_epoch, train.MAX_STEPS_PER_EXECUTION)
-    model_lib.compile_model(model, config.training.learning_rate, per_call)
-    return model, splits, precision, precision_reason, thread_counts
-
-
 def _train_and_record(spec, data, staging, resumed, verbose, threads, prepared=None) -> dict:
+    """Train the run in `staging`, draw its curves and write its metrics.json: the run record."""
     # TensorFlow is imported here, not at module level: the CLI must start without it.
-    from regexp import model as model_lib
-    from regexp import plots, provenance, speedups, tensorboard_log, train
+    from regexp.run import provenance
+    from regexp.study import plots
+    from regexp.training import model as model_lib
+    from regexp.training.session import train_run
 
     config = spec.config
     started = time.perf_counter()
-    model, splits, precision, precision_reason, thread_counts = prepared or prepare_training(config, data, threads)
-    if precision == "float32" and config.training.precision == "auto":
-        say_once(f"no native bfloat16 on this machine ({precision_reason}): training in float32")
-    board = tensorboard_log.RunBoard(
-        staging / tensorboard_log.FOLDER,
-        spec.name,
-        tensorboard_log.hyperparameters(config, precision, model_lib.layer_inventory(model)),
+    trained = train_run(
+        config, data, staging, name=spec.name, resumed=resumed, verbose=verbose, threads=threads, prepared=prepared
     )
-    results.write_text_atomic(staging / "model.txt", model_lib.model_summary(model, config))
-
-    history_path = staging / results.HISTORY
-    rows = results.read_history(history_path) if resumed and history_path.exists() else []
-
-    def record_epoch(epoch: int, logs: dict) -> None:
-        rows[:] = [row for row in rows if row["epoch"] < epoch] + [{"epoch": epoch, **logs}]
-        results.write_text_atomic(history_path, results.history_csv(rows))
-        board.record_epoch(epoch, logs)
-        if verbose == 0:  # no Keras progress (parallel sweeps): one line per epoch instead
-            shown = " ".join(
-                f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs
-            )
-            logger.info(f"{spec.name}: epoch {epoch}/{config.training.epochs} {shown}")
-
-    logger.info(
-        f"{spec.name}: {data.description}; {splits.train_size} train / {splits.validation_size} validation / "
-        f"{splits.test_size} test; {precision} ({precision_reason})"
-        + ("; resuming from its checkpoint" if resumed else "")
-    )
-    fitted = train.fit(
-        model,
-        splits,
-        config.training.epochs,
-        checkpoint_dir=str(staging / results.CHECKPOINT),
-        record_epoch=record_epoch,
-        verbose=verbose,
-        callbacks=[board],
-    )
-    status = DIVERGED if fitted.diverged_epoch else COMPLETED
-    # The best epoch as training tracked it for its weights (train.SaveCheckpoint), not chosen a second time.
-    best = next((row for row in rows if row["epoch"] == fitted.best_epoch), None)
-    test_loss = test_accuracy = best_test_loss = best_test_accuracy = activations = None
-    sparsity = model_lib.weight_sparsity(model)
-    if status == COMPLETED:
-        test_loss, test_accuracy = train.evaluate(model, splits)
-        activations = train.activation_statistics(model, splits.test)
-        train.write_weights(model, staging / WEIGHTS)
-        if fitted.best_weights is not None:  # the weights of `best_epoch`, kept in the checkpoint until now
-            model.set_weights(fitted.best_weights)
-            best_test_loss, best_test_accuracy = train.evaluate(model, splits)
-    board.close(fitted.epochs_run, test_loss, test_accuracy)
-    shutil.rmtree(staging / results.CHECKPOINT, ignore_errors=True)
-    plots.plot_run(staging, rows, spec.name)
+    plots.plot_run(staging, trained.rows, spec.name)
     metrics = {
         **_base_metrics(spec),
-        "status": status,
-        "test_loss": test_loss,
-        "test_accuracy": test_accuracy,
-        "epochs_run": fitted.epochs_run,
+        "status": DIVERGED if trained.diverged_epoch else COMPLETED,
+        "test_loss": trained.test_loss,
+        "test_accuracy": trained.test_accuracy,
+        "epochs_run": trained.epochs_run,
         "epochs_planned": config.training.epochs,
-        "diverged_epoch": fitted.diverged_epoch,
-        "resumed_from_epoch": fitted.initial_epoch or None,
-        "best_val_accuracy": best.get("val_accuracy") if best else None,
-        "best_epoch": best["epoch"] if best else None,
-        "best_epoch_test_loss": best_test_loss,
-        "best_epoch_test_accuracy": best_test_accuracy,
+        "diverged_epoch": trained.diverged_epoch,
+        "resumed_from_epoch": trained.resumed_from_epoch,
+        "best_val_accuracy": trained.best_val_accuracy,
+        "best_epoch": trained.best_epoch,
+        "best_epoch_test_loss": trained.best_epoch_test_loss,
+        "best_epoch_test_accuracy": trained.best_epoch_test_accuracy,
         "wall_time_s": round(time.perf_counter() - started, 3),
-        "train_samples_per_s": _median_rate(splits.train_size, fitted.train_seconds),
-        "param_count": int(model.count_params()),
-        "sparsity": sparsity,
-        "activations": activations,
-        "model": model_identity(config, model),
-        "penalties": model_lib.penalty_summary(config, model),
+        "train_samples_per_s": _median_rate(trained.train_size, trained.train_seconds),
+        "param_count": trained.param_count,
+        "sparsity": trained.sparsity,
+        "activations": trained.activations,
+        "model": trained.model,
+        "penalties": trained.penalties,
         "activity_penalty": model_lib.activity_semantics(),
-        "data": {
-            "description": data.description,
-            "num_classes": data.num_classes,
-            "input_shape": list(data.input_shape),
-            "train": splits.train_size,
-            "validation": splits.validation_size,
-            "test": splits.test_size,
-        },
-        "training_path": {
-            "input": "tf.data (uint8 in memory, autotune off, repeating stream of index-shuffled batches, "
-            + (f"{splits.prefetch} prefetched)" if splits.prefetch else "no prefetch on CPU)"),
-            "steps_per_execution": int(model.steps_per_execution),
-            "precision": precision,
-            "precision_reason": precision_reason,
-            "threads": thread_counts,
-            **speedups.describe(config.training.fast_path, _has_activity_penalty(config)),
-            "layers": model_lib.layer_paths(model),
-        },
-        "versions": {"regexp": provenance.regexp_version(), **train.versions()},
+        "data": trained.data_counts,
+        "training_path": trained.training_path,
+        "versions": {"regexp": provenance.regexp_version(), **trained.versions},
         **provenance.collect(config.data),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     metrics = _finite(metrics)
     results.write_json_atomic(staging / results.METRICS, metrics)
     return metrics
-
-
-def model_identity(config, model) -> dict:
-    """metrics.json's `model`: the builder, its source file and SHA-256 (None for the reference
-    CNN, part of regexp), the arguments it was called with, and the layers that carry a kernel."""
-    from regexp import model as model_lib
-
-    file = config.model.builder_file
-    return {
-        "builder": model_lib.builder_name(config),
-        "source": str(file) if file else None,
-        "sha256": config.model.builder_sha256,
-        "params": config.model.builder_params(),
-        "layers": model_lib.layer_inventory(model),
-    }
-
-
-def _has_activity_penalty(config) -> bool:
-    return any(entry.type != "none" and "activity" in entry.targets for entry in config.penalties)
 
 
 def _finite(value):

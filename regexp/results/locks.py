@@ -21,8 +21,8 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from regexp import results
 from regexp.errors import ResultsError
+from regexp.results import store as results
 
 LOCKS = ".locks"
 

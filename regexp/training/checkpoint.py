@@ -43,7 +43,7 @@ class TrainingState:
 
     def consider(self, epoch: int, val_accuracy: float | None, model: keras.Model) -> None:
         """Keep `model`'s weights if epoch `epoch` has the best validation accuracy so far
-        (the first of equals, as `max` over history.csv picks)."""
+        (the first of equals: a later epoch must be strictly better to replace it)."""
         if val_accuracy is None or not val_accuracy == val_accuracy:  # absent or NaN
             return
         if self.best_val_accuracy is None or val_accuracy > self.best_val_accuracy:

@@ -4,7 +4,7 @@ Every field defaults to the reference experiment (EMNIST-balanced, the reference
 Adam, batch 250, 25 epochs, 20 % validation), so a config file states only what differs.
 Validation is strict and happens before anything is trained or written: unknown keys,
 wrong types and impossible values fail with one line naming the file and the field.
-Files are read by `regexp.yaml_reader`, as plain YAML 1.2.
+Files are read by `regexp.config.yaml_reader`, as plain YAML 1.2.
 
 Every rule lives in the models below, next to the field it constrains: pydantic's types and
 bounds check a field alone, a `field_validator` adds a field's own rules, a `model_validator`
@@ -43,8 +43,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from regexp.names import MAX_NAME_LENGTH, run_name_problem, safe_text, sanitize_name
-from regexp.yaml_reader import (
+from regexp.config.names import MAX_NAME_LENGTH, run_name_problem, safe_text, sanitize_name
+from regexp.config.yaml_reader import (
     config_error,
     key_text,
     parse_yaml,

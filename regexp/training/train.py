@@ -7,11 +7,11 @@ cross-entropy (the same loss as one-hot categorical cross-entropy); bfloat16 com
 the hardware has it natively; and up to MAX_STEPS_PER_EXECUTION batches per call into the
 graph, so that Python, callbacks and the host sync run once per chunk instead of once per
 batch. The model is not XLA-compiled (on CPU that is slower); with `training.fast_path` the
-activity penalties are (regexp/speedups.py). TensorFlow's thread pools, tf.data's thread pool
+activity penalties are (regexp/training/speedups.py). TensorFlow's thread pools, tf.data's thread pool
 and Keras's asynchronous callback dispatch are left at their defaults. The measurements
 behind these choices are in benchmarks/README.md.
 
-Resuming is regexp's own (regexp/checkpoint.py): after every epoch the model's and the
+Resuming is regexp's own (regexp/training/checkpoint.py): after every epoch the model's and the
 optimizer's variables, the epoch and the best epoch's weights are saved; `fit` restores them
 and continues at the next epoch.
 """
@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from regexp import checkpoint, results
+from regexp import results
 from regexp.data import Dataset, validation_cut
-from regexp.model import kernel_layers
 from regexp.tf_runtime import keras, tf
+from regexp.training import checkpoint
+from regexp.training.model import kernel_layers
 
 # Batches prepared ahead by tf.data's own thread: on a GPU only. On CPU that thread competes
 # with the training step's threads for the same cores (benchmarks/README.md).
@@ -326,7 +327,7 @@ def fit(
 ) -> FitResult:
     """Train to `epochs`, resuming from the checkpoint in `checkpoint_dir` if one is there.
 
-    The checkpoint (regexp/checkpoint.py) is written after every epoch; the caller removes
+    The checkpoint (regexp/training/checkpoint.py) is written after every epoch; the caller removes
     the folder when the run ends. A resumed run restores the model's and the optimizer's
     variables, starts the training stream at the restored epoch and calls `model.fit` with
     that `initial_epoch`: it sees the same batches and draws the same dropout masks as a run

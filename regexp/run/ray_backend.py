@@ -1,7 +1,7 @@
 """Sweeps on a Ray cluster: every run is a Ray task with its own CPU (and GPU) reservation.
 
 `regexp sweep --backend ray` runs its runs through `RayExecutor`, one of the sweep's three
-executors (regexp.executors), after `plan` has validated every config and set aside the
+executors (regexp.run.executors), after `plan` has validated every config and set aside the
 completed runs, exactly as for local runs. Ray is imported only inside this module's
 functions, so the CLI starts without it.
 
@@ -19,7 +19,7 @@ What travels where:
 With --shared-results the results root is a folder every node mounts at the same path: the
 workers run `run_experiment` into it directly, as local runs do, and nothing travels back.
 
-Run locks (regexp.locks): with --shared-results each worker holds the lock of the run it
+Run locks (regexp.results.locks): with --shared-results each worker holds the lock of the run it
 trains, on the shared root, as local runs do. Without it the driver holds the lock of every
 run it submitted, from before submission until the run's folder is in place, and does not
 submit a run another process holds.
@@ -46,12 +46,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from regexp import logs, results
+from regexp import results
 from regexp.config import RunSpec
 from regexp.errors import RegexpError, ResultsError
-from regexp.executors import Executor, Finished, Started, run_guarded
-from regexp.locks import RunLock, RunLocked
-from regexp.runner import (
+from regexp.results import RunLock, RunLocked
+from regexp.run import logs
+from regexp.run.executors import Executor, Finished, Started, run_guarded
+from regexp.run.runner import (
     FAILED,
     RunOutcome,
     existing_completed,

@@ -1,9 +1,9 @@
 """How a sweep's runs are executed: one at a time in this process, N at a time in worker
-processes, or as tasks on a Ray cluster (regexp.ray_backend.RayExecutor).
+processes, or as tasks on a Ray cluster (regexp.run.ray_backend.RayExecutor).
 
 Each way is an Executor: `run(specs)` starts the runs and yields what happens, as it happens:
 `Started` when runs begin (for the progress line), then a `Finished` per run, with its outcome,
-in the order the runs end. The sweep (`regexp.sweep.run_sweep`) alone keeps the progress, the
+in the order the runs end. The sweep (`regexp.run.sweep.run_sweep`) alone keeps the progress, the
 outcomes and the status table. Ctrl-C comes out of the iterator as KeyboardInterrupt; closing
 the iterator early stops what is still running.
 """
@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from regexp import logs, results
+from regexp import results
 from regexp.config import RunSpec
 from regexp.errors import RegexpError
-from regexp.locks import RunLocked
-from regexp.runner import RunOutcome, failed_outcome, run_experiment, running_elsewhere
+from regexp.results import RunLocked
+from regexp.run import logs
+from regexp.run.runner import RunOutcome, failed_outcome, run_experiment, running_elsewhere
 
 logger = logging.getLogger(__name__)
 

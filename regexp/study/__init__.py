@@ -1,0 +1,7 @@
+"""Study: what a results root says, read from disk without TensorFlow.
+
+Entries: `report.write_report(root)` (statistics, figures, report.md/report.html),
+`plots.plot_results(root)` (curves and comparison charts), `export.collect_rows(root)` (one
+row per run for a spreadsheet). Modules: `summary` (grouping runs by config, mean ± std),
+`stats` (intervals and tests), `report_figures`, `plots`, `report`, `export`.
+"""
