@@ -289,8 +289,9 @@ def place_penalties(model: keras.Model, config: ExperimentConfig, fast: bool) ->
     try:
         plan = layer_penalties(config, layer_inventory(model))
     except PlacementProblem as problem:
-        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in problem.at)
-        raise ModelError(f"regularizer{where}: {problem.message}") from None
+        path = config.penalty_location(problem.at)
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path[1:])
+        raise ModelError(f"{path[0]}{where}: {problem.message}") from None
     for name, targets in plan.items():
         layer = layers[name]
         if "kernel" in targets:
@@ -325,7 +326,9 @@ def build_model(
     built = call_builder(config, input_shape, num_classes, precision)
     place_penalties(built, config, fast)
     speedups.speed_up_dropout(built, fast)
-    return PenaltyTrackingModel(inputs=built.inputs, outputs=built.outputs, name=config.name or built.name)
+    # one input and one output (call_builder checked): passed as tensors, not lists of one, so that
+    # the model takes and returns tensors as the builder's does
+    return PenaltyTrackingModel(inputs=built.inputs[0], outputs=built.outputs[0], name=config.name or built.name)
 
 
 def model_identity(config: ExperimentConfig, model: keras.Model) -> dict:
