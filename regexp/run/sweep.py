@@ -85,7 +85,6 @@ def plan(
 
 
 @dataclass
-@dataclass
 class StudyPlan:
     """What a sweep will do in a results root: the runs to train, those already completed with
     the same config, and the damaged run folders among the former (set aside before training)."""
@@ -123,6 +122,7 @@ def any_failed(outcomes: list[RunOutcome]) -> bool:
     return any(outcome.status not in NOT_FAILED for outcome in outcomes)
 
 
+@dataclass
 class Progress:
     """Runs done / total, elapsed, and an estimate from the runs that finished."""
 
