@@ -266,3 +266,16 @@ def test_a_custom_model_trains_end_to_end_and_a_changed_model_file_is_not_taken_
     report = cli("report", results)
     assert report.exit_code == 0, report.output
     assert "block1_depthwise" in (results / "report.md").read_text()
+
+
+def test_a_run_folders_config_yaml_carries_the_builder_digest_so_a_changed_model_is_not_resumed(tmp_path):
+    """runner._prepare_staging resumes only a staging folder whose config.yaml is this text."""
+    from regexp.config import to_yaml
+
+    path = study(tmp_path)
+    before = to_yaml(load_config(path))
+    models = tmp_path / "models.py"
+    models.write_text(models.read_text() + "\n# changed\n")
+    after = to_yaml(load_config(path))
+    assert yaml.safe_load(before) == yaml.safe_load(after)  # the same fields: only the digest comment differs
+    assert before != after and load_config(path).model.builder_sha256 in after

@@ -350,7 +350,7 @@ class ModelConfig(_Section):
         if not match:
             raise _rule(f"{show_value(builder)} is not 'module.path:function' or './file.py:function'")
         source = match["source"]
-        if not _is_file_reference(source) and not MODULE_NAME.fullmatch(source):
+        if not is_file_reference(source) and not MODULE_NAME.fullmatch(source):
             raise _rule(f"{show_value(source)} is neither a module name (a.b.c) nor a .py file")
         return builder.strip()
 
@@ -372,7 +372,10 @@ class ModelConfig(_Section):
                 )
         base = (info.context or {}).get("config_dir")
         self._builder_file = builder_source(self.builder, Path(base) if base is not None else Path.cwd())
-        self._builder_sha256 = hashlib.sha256(self._builder_file.read_bytes()).hexdigest()
+        try:
+            self._builder_sha256 = hashlib.sha256(self._builder_file.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise _rule(f"{self._builder_file} cannot be read ({exc.strerror or exc})", "builder") from None
         return self
 
     @property
@@ -392,7 +395,8 @@ class ModelConfig(_Section):
         return dict(self.params or {})
 
 
-def _is_file_reference(source: str) -> bool:
+def is_file_reference(source: str) -> bool:
+    """Whether a builder reference's part before the colon names a file (else a module)."""
     return source.endswith(".py") or "/" in source or "\\" in source
 
 
@@ -403,7 +407,7 @@ def builder_source(builder: str, config_dir: Path) -> Path:
     Raises the validation rule for a file or module that is not there.
     """
     source = BUILDER_FORMAT.fullmatch(builder)["source"]
-    if _is_file_reference(source):
+    if is_file_reference(source):
         path = (config_dir / Path(source).expanduser()).absolute()
         if not path.is_file():
             raise _rule(
@@ -413,8 +417,8 @@ def builder_source(builder: str, config_dir: Path) -> Path:
     import importlib.util
 
     try:
-        spec = importlib.util.find_spec(source)
-    except (ImportError, ValueError) as exc:
+        spec = importlib.util.find_spec(source)  # imports the parent packages, which may raise anything
+    except Exception as exc:  # noqa: BLE001 - said in one line, as any other bad reference
         raise _rule(f"module {source} cannot be found ({type(exc).__name__}: {exc})", "builder") from None
     if spec is None or not spec.origin or not Path(spec.origin).is_file():
         raise _rule(f"no module named {source} on the import path (PYTHONPATH), or it has no source file", "builder")
@@ -759,8 +763,12 @@ def resolved_dict(config: ExperimentConfig) -> dict:
 
 
 def to_yaml(config: ExperimentConfig) -> str:
-    """The resolved config as YAML, for config.yaml in a run folder."""
-    return yaml.safe_dump(resolved_dict(config), sort_keys=False)
+    """The resolved config as YAML, for config.yaml in a run folder; with model.builder, a last
+    comment line gives its file's SHA-256 (so that a run is not resumed with a changed model)."""
+    text = yaml.safe_dump(resolved_dict(config), sort_keys=False)
+    if config.model.builder is not None:
+        text += f"# model.builder {config.model.builder_file}: SHA-256 {config.model.builder_sha256}\n"
+    return text
 
 
 def _digest(data: dict) -> str:

@@ -33,6 +33,7 @@ from regexp.config import (
     RegularizerConfig,
     plan_penalties,
 )
+from regexp.config.schema import is_file_reference
 from regexp.errors import ModelError
 from regexp.tf_runtime import keras
 from regexp.training import speedups
@@ -212,7 +213,7 @@ def load_builder(config: ExperimentConfig) -> Callable:
 
 def _import_builder_module(source: str, file: Path | None, sha256: str | None):
     """The module of a builder: imported by name, or executed from its file once per content."""
-    if not source.endswith(".py") and "/" not in source and "\\" not in source:
+    if not is_file_reference(source):
         return importlib.import_module(source)
     name = f"regexp_builder_{sha256[:16]}"
     if name in sys.modules:
