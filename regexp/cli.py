@@ -39,6 +39,29 @@ ThreadsOption = Annotated[
 ]
 
 
+# regexp.study.mlflow_export.DEFAULT_TRACKING_URI (a test keeps them equal), written here so --help imports nothing more
+MLFLOW_DEFAULT_URI = "sqlite:///mlflow.db"
+MlflowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow",
+        metavar="URI",
+        help="Also send each run to this MLflow tracking store as it completes, e.g. sqlite:///mlflow.db "
+        "(the mlflow extra); a store that fails is one warning, never a lost run.",
+    ),
+]
+
+
+def _live_logger(results: Path, uri: str | None):
+    """The MLflow sender of `--mlflow URI` (None without it); refuses at once if MLflow is not installed."""
+    if uri is None:
+        return None
+    from regexp.study.mlflow_export import LiveLogger, require_mlflow
+
+    require_mlflow()
+    return LiveLogger(results, uri, lambda line: typer.echo(line, err=True))
+
+
 class Backend(str, enum.Enum):
     local = "local"
     ray = "ray"
@@ -125,6 +148,7 @@ def run(
     set_: SetOption = None,
     force: ForceOption = False,
     threads: ThreadsOption = None,
+    mlflow: MlflowOption = None,
 ) -> None:
     """Run one experiment: train, evaluate, and write its results folder."""
     from regexp import results as results_lib
@@ -135,8 +159,11 @@ def run(
         specs = load_runs(config, _overrides(epochs, set_))
         if len(specs) > 1:
             raise RegexpError(f"{config}: sweep: this config asks for {len(specs)} runs; use `regexp sweep {config}`")
+        tracker = _live_logger(results, mlflow)
         _say_damaged(results, results_lib.damaged_runs(results, [specs[0].name]))
         outcome = run_experiment(specs[0], results, force=force, verbose=_keras_verbosity(), threads=threads)
+    if tracker is not None and outcome.status != SKIPPED:
+        tracker.send([outcome.name])
     if outcome.status not in (COMPLETED, SKIPPED):
         raise typer.Exit(1)
     typer.echo(f"Results: {outcome.folder}")
@@ -169,6 +196,7 @@ def sweep(
     cpus_per_run: CpusPerRunOption = None,
     gpus_per_run: GpusPerRunOption = None,
     shared_results: SharedResultsOption = False,
+    mlflow: MlflowOption = None,
 ) -> None:
     """Run every config in a folder (grids expanded), then write the summary and comparison figures."""
     from regexp.run.sweep import SweepInterrupted, any_failed, make_executor, plan_study, run_study, status_table
@@ -176,6 +204,7 @@ def sweep(
     with user_errors():
         _check_backend_options(backend, jobs, address, cpus_per_run, gpus_per_run, shared_results)
         study = plan_study(folder, _overrides(epochs, set_), results, force, seeds)
+        tracker = _live_logger(results, mlflow)
         typer.echo(f"{study.size} runs: {len(study.done)} already completed, {len(study.todo)} to run -> {results}")
         _say_damaged(results, study.damaged)
         executor = make_executor(
@@ -190,12 +219,15 @@ def sweep(
             shared_results=shared_results,
         )
         try:
-            outcomes = run_study(study, executor)
+            send = None if tracker is None else (lambda outcome: tracker.send([outcome.name]))
+            outcomes = run_study(study, executor, after_each=send)
         except SweepInterrupted as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(130) from None
         typer.echo(status_table(outcomes))
         skipped_folders = _write_study_outputs(results)
+        if tracker is not None:  # the configs' statistics, now that the report has written stats.csv
+            tracker.send(spec.name for spec in study.todo)
     if any_failed(outcomes) or study.damaged or skipped_folders:
         raise typer.Exit(1)
 
@@ -304,17 +336,49 @@ class ExportFormat(str, enum.Enum):
     json = "json"
 
 
+class ExportTarget(str, enum.Enum):
+    mlflow = "mlflow"
+
+
 @app.command()
 def export(
     root: Annotated[Path, typer.Argument(help="A results root, or one run folder.")] = Path("results"),
     format: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv or json.")] = ExportFormat.csv,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    to: Annotated[
+        ExportTarget | None,
+        typer.Option(
+            "--to",
+            help="Send the runs to an experiment tracker instead: mlflow (the mlflow extra). Seeds of one config "
+            "become child runs of one parent run with the config's statistics; runs already there are not sent again.",
+        ),
+    ] = None,
+    tracking_uri: Annotated[
+        str,
+        typer.Option("--tracking-uri", metavar="URI", help="--to mlflow: the tracking store (a file or a server)."),
+    ] = MLFLOW_DEFAULT_URI,
+    experiment: Annotated[
+        str | None,
+        typer.Option("--experiment", help="--to mlflow: the experiment (default: the results root's absolute path)."),
+    ] = None,
+    with_weights: Annotated[
+        bool, typer.Option("--with-weights", help="--to mlflow: send each run's model.weights.h5 too.")
+    ] = False,
 ) -> None:
-    """One row per saved run: its resolved config and every metric, as dotted columns (no TensorFlow)."""
+    """One row per saved run: its resolved config and every metric, as dotted columns (no TensorFlow);
+    or, with --to mlflow, every run into an MLflow tracking store."""
     from regexp import results
     from regexp.study.export import collect_rows, export_text
 
+    if to is ExportTarget.mlflow:
+        with user_errors():
+            if output is not None or format is not ExportFormat.csv:
+                raise RegexpError("--output and --format write a file; --to mlflow sends the runs to MLflow instead")
+            _export_to_mlflow(root, tracking_uri, experiment, with_weights)
+        return
     with user_errors():
+        if experiment is not None or with_weights or tracking_uri != MLFLOW_DEFAULT_URI:
+            raise RegexpError("--tracking-uri, --experiment and --with-weights need --to mlflow")
         rows, problems = collect_rows(root)
         for problem in problems:
             typer.echo(f"skipped: {problem}", err=True)
@@ -329,6 +393,23 @@ def export(
         except OSError as exc:
             raise RegexpError(f"{output}: cannot be written ({exc.strerror or exc})") from None
     typer.echo(f"wrote {len(rows)} runs to {output}", err=True)
+
+
+def _export_to_mlflow(root: Path, tracking_uri: str, experiment: str | None, with_weights: bool) -> None:
+    """`regexp export ROOT --to mlflow`: send what is new, say what was left out and what was done."""
+    from regexp.study.mlflow_export import export_to_mlflow, summary_line
+
+    if not root.is_dir():
+        raise RegexpError(f"{root}: no such folder")
+    sent = export_to_mlflow(root, tracking_uri, experiment, with_weights=with_weights)
+    for problem in sent.problems:
+        typer.echo(f"skipped: {problem}", err=True)
+    for line in sent.deleted:
+        typer.echo(f"not sent: {line}", err=True)
+    for name in sent.replaced:
+        typer.echo(f"sent again: {name} (its earlier upload was cut off)", err=True)
+    typer.echo(summary_line(sent, tracking_uri))
+    typer.echo(f"See them: mlflow server --backend-store-uri {tracking_uri} (the mlflow-ui extra has the UI)")
 
 
 def main() -> None:

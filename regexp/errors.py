@@ -17,5 +17,9 @@ class ResultsError(RegexpError):
     """A results folder that cannot be written, or would be overwritten."""
 
 
+class TrackingError(RegexpError):
+    """An experiment tracker (MLflow) that failed or refused what was sent."""
+
+
 class ModelError(RegexpError):
     """A model builder that cannot be imported or called, or builds a model that does not fit the data."""

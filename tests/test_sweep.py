@@ -32,6 +32,18 @@ def grid_folder(tmp_path):
     return folder
 
 
+def test_a_one_run_sweep_trains_it_and_writes_the_summary_and_the_report(cli, tmp_path):
+    """The fast tier's sweep end to end: plan, run, status table, summary, report."""
+    folder = tmp_path / "configs"
+    write_config(folder, "only", merge(TINY5, {"data": {"limit": 100, "test_limit": 50}}))
+    root = tmp_path / "r"
+    result = cli("sweep", folder, "--results", root)
+    assert result.exit_code == 0, result.output
+    assert "1 runs: 0 already completed, 1 to run" in result.output
+    assert metrics(root, "only")["status"] == "completed"
+    assert (root / "summary.md").exists() and (root / "report.html").exists()
+
+
 @pytest.mark.slow
 def test_sweep_runs_every_grid_point_then_skips_completed_and_reruns_with_force(cli, tmp_path, grid_folder):
     root = tmp_path / "results"

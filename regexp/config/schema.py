@@ -99,18 +99,17 @@ class _Section(BaseModel):
 class RegularizerConfig(_Section):
     """One penalty: its type, the targets it weighs on, its strength, and (optionally) where."""
 
-    type: RegularizerType = "none"
-    # kernel, bias and/or activity; defaults to kernel + bias for a penalty, nothing for none
-    targets: list[Target] | None = None
-    # strength for l1 or l2 (defaults to 0.01)
-    lambda_: NonNegativeFloat | None = Field(default=None, alias="lambda")
-    # strengths for elasticnet (both required)
-    l1: NonNegativeFloat | None = None
-    l2: NonNegativeFloat | None = None
-    # layer names (the reference CNN's: conv1, conv2, dense1, dense2) or kinds (conv, dense, depthwise,
-    # separable, conv1d, conv3d); default: every layer of those kinds
+    type: RegularizerType = Field("none", description="The penalty: none, l1, l2 or elasticnet (L1 + L2).")
+    targets: list[Target] | None = Field(
+        None, description="What it weighs on: kernel, bias and/or activity; default kernel + bias (nothing for none)."
+    )
+    lambda_: NonNegativeFloat | None = Field(
+        default=None, alias="lambda", description="The strength of an l1 or l2 penalty; default 0.01."
+    )
+    l1: NonNegativeFloat | None = Field(None, description="elasticnet: the L1 strength (required for elasticnet).")
+    l2: NonNegativeFloat | None = Field(None, description="elasticnet: the L2 strength (required for elasticnet).")
     layers: list[str] | None = Field(
-        default=None,
+        None,
         description="Layer names of the model (the reference CNN's: conv1, conv2, dense1, dense2) or kinds of layer "
         "(conv, conv1d, conv3d, depthwise, separable, dense) the penalty goes on; default: every layer of those kinds.",
     )
@@ -252,14 +251,25 @@ def plan_penalties(entries: list[RegularizerConfig], layers: dict[str, str]) -> 
 class DataConfig(_Section):
     """Which data to train and test on."""
 
-    dataset: Dataset = "emnist"
-    split: EmnistSplit = "balanced"
-    # a NIST matlab.zip / gzip.zip, or a folder of IDX files; default: download EMNIST
-    path: str | None = None
-    # use only the first N training samples (quick looks, tests)
-    limit: Annotated[int, Field(ge=1)] | None = None
-    # use only the first N test samples
-    test_limit: Annotated[int, Field(ge=1)] | None = None
+    dataset: Dataset = Field(
+        "emnist",
+        description="emnist, digits (scikit-learn's, offline), synthetic (tests), idx (MNIST-format files), "
+        "npz (a .npz of arrays) or image_folder (train/ and test/, one folder of images per class).",
+    )
+    split: EmnistSplit = Field(
+        "balanced", description="EMNIST's split: balanced, byclass, bymerge, digits, letters or mnist."
+    )
+    path: str | None = Field(
+        None,
+        description="A NIST matlab.zip / gzip.zip, a folder of IDX files (required for idx), a .npz file (npz) or "
+        "a folder of images (image_folder); default: download EMNIST.",
+    )
+    limit: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Use only the first N training samples (quick looks, tests); default: all."
+    )
+    test_limit: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Use only the first N test samples; default: all."
+    )
     image_size: list[Annotated[int, Field(ge=1)]] | None = Field(
         default=None,
         exclude_if=_unset,
@@ -318,12 +328,15 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """The model: the reference CNN and its sizes, or `builder`, a function that builds another."""
 
-    conv1_filters: Annotated[int, Field(ge=1)] = 32
-    conv2_filters: Annotated[int, Field(ge=1)] = 64
-    dense_units: Annotated[int, Field(ge=1)] = 256
-    dropout: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.25
-    # output classes; default: as many as the dataset has (must agree with it: see ExperimentConfig)
-    num_classes: Annotated[int, Field(ge=2)] | None = None
+    conv1_filters: Annotated[int, Field(ge=1)] = Field(32, description="Filters of the first 3×3 convolution, conv1.")
+    conv2_filters: Annotated[int, Field(ge=1)] = Field(64, description="Filters of the second 3×3 convolution, conv2.")
+    dense_units: Annotated[int, Field(ge=1)] = Field(256, description="Units of the hidden dense layer, dense1.")
+    dropout: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = Field(
+        0.25, description="Dropout rate after each pooling layer."
+    )
+    num_classes: Annotated[int, Field(ge=2)] | None = Field(
+        None, description="Output classes; default: as many as the dataset has (if given, it must agree)."
+    )
     builder: str | None = Field(
         default=None,
         exclude_if=_unset,
@@ -428,15 +441,24 @@ def builder_source(builder: str, config_dir: Path) -> Path:
 class TrainingConfig(_Section):
     """How to train."""
 
-    epochs: Annotated[int, Field(ge=1)] = 25
-    batch_size: Annotated[int, Field(ge=1)] = 250
-    validation_split: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.2
-    learning_rate: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 0.001
-    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # what numpy's and Python's seeding accept
-    # auto: mixed_bfloat16 where the CPU or GPU computes bfloat16 natively, else float32
-    precision: Precision = "auto"
-    # regexp's faster dropout and fused activity penalties; false: stock Keras layers, exactly the reference's
-    fast_path: bool = True
+    epochs: Annotated[int, Field(ge=1)] = Field(25, description="Epochs to train.")
+    batch_size: Annotated[int, Field(ge=1)] = Field(250, description="Samples per training step.")
+    validation_split: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
+        0.2, description="The last fraction of the training split, held out for validation."
+    )
+    learning_rate: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        0.001, description="Adam's learning rate."
+    )
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = Field(  # what numpy's and Python's seeding accept
+        0, description="Seeds the initialisation, the validation split and the data order (0 to 2**32 - 1)."
+    )
+    precision: Precision = Field(
+        "auto", description="auto: mixed_bfloat16 where the CPU or GPU computes bfloat16 natively, else float32."
+    )
+    fast_path: bool = Field(
+        True,
+        description="regexp's faster dropout and fused activity penalties; false: stock Keras layers, the reference's.",
+    )
 
 
 _SECTION_MODELS: dict[str, type[_Section]] = {
@@ -454,14 +476,20 @@ class ExperimentConfig(_Section):
     file gives no name.
     """
 
-    # run folder name under the results root; default: the config file's name
-    name: str | None = Field(default=None, validate_default=True)
-    regularizer: RegularizerField = Field(default_factory=RegularizerConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    # dotted field -> list of values; the run is repeated for every combination
-    sweep: dict[str, list[Any]] | None = None
+    name: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="The run's folder under the results root; default: the config file's name.",
+    )
+    regularizer: RegularizerField = Field(
+        default_factory=RegularizerConfig, description="One penalty, or a list of them (each with its own layers)."
+    )
+    data: DataConfig = Field(default_factory=DataConfig, description="Which data to train and test on.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The reference CNN's sizes.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="How to train.")
+    sweep: dict[str, list[Any]] | None = Field(
+        None, description="A grid: dotted field -> list of values; one run for every combination."
+    )
 
     @field_validator("name")
     @classmethod

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,10 +110,12 @@ def plan_study(
     return StudyPlan(root, todo, done, results.damaged_runs(root, [spec.name for spec in todo]))
 
 
-def run_study(study: StudyPlan, executor: Executor) -> list[RunOutcome]:
+def run_study(
+    study: StudyPlan, executor: Executor, after_each: Callable[[RunOutcome], None] | None = None
+) -> list[RunOutcome]:
     """Run what `study` has to do through `executor`: every run's outcome, the completed runs it
-    found on disk included, sorted by name. Raises SweepInterrupted on Ctrl-C."""
-    trained = run_sweep(study.todo, executor)
+    found on disk included, sorted by name (`after_each` as in run_sweep). Raises SweepInterrupted on Ctrl-C."""
+    trained = run_sweep(study.todo, executor, after_each)
     found = [skipped_outcome(spec, study.root, quiet=True) for spec in study.done]
     return sorted(found + trained, key=lambda outcome: outcome.name)
 
@@ -197,8 +200,11 @@ def make_executor(
     return InProcessExecutor(root, force, verbose)
 
 
-def run_sweep(todo: list[RunSpec], executor: Executor) -> list[RunOutcome]:
+def run_sweep(
+    todo: list[RunSpec], executor: Executor, after_each: Callable[[RunOutcome], None] | None = None
+) -> list[RunOutcome]:
     """Run `todo` with `executor` (see make_executor); returns an outcome per run, in `todo` order.
+    `after_each` is called with each run's outcome as it finishes (e.g. to send it to MLflow).
 
     This function alone keeps the progress line and the outcomes.
     """
@@ -216,6 +222,8 @@ def run_sweep(todo: list[RunSpec], executor: Executor) -> list[RunOutcome]:
                 progress.record(outcome, event.seconds)
                 if not executor.announces_each_run:
                     logger.info(progress.line(f"{outcome.name}: {outcome.status}{event.where}"))
+                if after_each is not None:
+                    after_each(outcome)
     except KeyboardInterrupt:
         _stop_at_second_interrupt()
         unfinished = (
