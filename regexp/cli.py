@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from regexp.errors import RegexpError
+from regexp.study.escape import visible
 
 app = typer.Typer(
     help="Experiments on L1, L2 and elastic-net regularization of a CNN on EMNIST.",
@@ -34,6 +35,15 @@ SetOption = Annotated[
 ]
 EpochsOption = Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Override training.epochs.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Run again even where a completed run exists.")]
+SesoiOption = Annotated[
+    float,
+    typer.Option(
+        "--sesoi",
+        metavar="POINTS",
+        help="Smallest effect of interest, in points of test accuracy: differences smaller than this do not "
+        "matter (equivalence tests, seeds needed).",
+    ),
+]
 ThreadsOption = Annotated[
     int | None, typer.Option("--threads", min=1, help="TensorFlow threads per run (default: all cores).")
 ]
@@ -137,7 +147,8 @@ def _say_damaged(root: Path, damaged: list[str]) -> None:
     from regexp import results
 
     for problem in damaged:
-        typer.echo(f"damaged: {problem}; it is moved to {root / results.DAMAGED} and trained again", err=True)
+        typer.echo(f"damaged: {visible(problem)}; it is moved to {root / results.DAMAGED} and trained again", err=True)
+    return damaged
 
 
 @app.command()
@@ -197,12 +208,26 @@ def sweep(
     gpus_per_run: GpusPerRunOption = None,
     shared_results: SharedResultsOption = False,
     mlflow: MlflowOption = None,
+    sesoi: SesoiOption = 0.5,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the plan and train nothing: the runs to train, those already completed, and a time "
+            "estimate from comparable runs on disk. Writes nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Run every config in a folder (grids expanded), then write the summary and comparison figures."""
     from regexp.run.sweep import SweepInterrupted, any_failed, make_executor, plan_study, run_study, status_table
+    from regexp.study.stats import sesoi_fraction
 
     with user_errors():
         _check_backend_options(backend, jobs, address, cpus_per_run, gpus_per_run, shared_results)
+        sesoi_fraction(sesoi)  # refused before anything trains
+        if dry_run:
+            _print_plan(folder, _overrides(epochs, set_), results, force, seeds)
+            return
         study = plan_study(folder, _overrides(epochs, set_), results, force, seeds)
         tracker = _live_logger(results, mlflow)
         typer.echo(f"{study.size} runs: {len(study.done)} already completed, {len(study.todo)} to run -> {results}")
@@ -225,14 +250,26 @@ def sweep(
             typer.echo(str(exc), err=True)
             raise typer.Exit(130) from None
         typer.echo(status_table(outcomes))
-        skipped_folders = _write_study_outputs(results)
+        skipped_folders = _write_study_outputs(results, sesoi)
         if tracker is not None:  # the configs' statistics, now that the report has written stats.csv
             tracker.send(spec.name for spec in study.todo)
     if any_failed(outcomes) or study.damaged or skipped_folders:
         raise typer.Exit(1)
 
 
-def _write_study_outputs(root: Path) -> list[str]:
+def _print_plan(folder: Path, overrides: list[str], root: Path, force: bool, seeds: int | None) -> None:
+    """--dry-run: validate every config and print what a sweep would do (nothing trained or written)."""
+    from regexp import results as results_lib
+    from regexp.run.dry_run import plan_lines
+    from regexp.run.sweep import plan
+
+    todo, done = plan(folder, overrides, root, force, seeds)
+    damaged = results_lib.damaged_runs(root, [spec.name for spec in todo]) if root.is_dir() else []
+    for line in plan_lines(todo, done, root, damaged):
+        typer.echo(visible(line))
+
+
+def _write_study_outputs(root: Path, sesoi: float) -> list[str]:
     """The summary, comparison figures and report of `root`, written after a study's runs (one
     writer at a time: sweeps sharing the root take turns); returns the run folders left out."""
     from regexp.results import summary_lock
@@ -241,9 +278,9 @@ def _write_study_outputs(root: Path) -> list[str]:
     with summary_lock(root):
         skipped_folders = plot_results(root).skipped
         for problem in skipped_folders:
-            typer.echo(f"skipped: {problem}", err=True)
+            typer.echo(f"skipped: {visible(problem)}", err=True)
         typer.echo(f"Summary: {root / 'summary.md'}")
-        _write_report(root, None, name_skipped=False)  # plot_results named them just above
+        _write_report(root, None, sesoi, name_skipped=False)  # plot_results named them just above
     return skipped_folders
 
 
@@ -288,7 +325,7 @@ def plot(
         if report is None or not (report.found or report.skipped):
             raise RegexpError(f"{root}: no runs here (a run folder holds a metrics.json)")
     for problem in report.skipped:
-        typer.echo(f"skipped: {problem}", err=True)
+        typer.echo(f"skipped: {visible(problem)}", err=True)
     current = (
         f" ({report.runs_current} of {report.runs} runs' curves were up to date; --redraw redraws them)"
         if report.runs_current
@@ -310,23 +347,25 @@ def report(
             help="The config every other is compared with (default: the only one without regularization).",
         ),
     ] = None,
+    sesoi: SesoiOption = 0.5,
 ) -> None:
     """Write report.html, report.md and stats.csv: each config's test accuracy with its 95 % interval,
-    its difference from the baseline (paired or Welch t-test, Holm-corrected) and why (no TensorFlow)."""
+    its difference from the baseline (paired or Welch t-test, Holm-corrected), equivalence within the
+    smallest effect of interest, the seeds that would decide, and why (no TensorFlow)."""
     with user_errors():
-        written = _write_report(root, baseline)
+        written = _write_report(root, baseline, sesoi)
     if written.skipped:
         raise typer.Exit(1)
 
 
-def _write_report(root: Path, baseline: str | None, name_skipped: bool = True):
+def _write_report(root: Path, baseline: str | None, sesoi: float, name_skipped: bool = True):
     """Write the report of `root`, name what was skipped, and print the answer."""
     from regexp.study.report import write_report
 
-    written = write_report(root, baseline)
+    written = write_report(root, baseline, sesoi_points=sesoi)
     for line in written.skipped if name_skipped else []:
-        typer.echo(f"skipped: {line}", err=True)
-    typer.echo("\n".join(written.answer))
+        typer.echo(f"skipped: {visible(line)}", err=True)
+    typer.echo("\n".join(map(visible, written.answer)))
     typer.echo(f"Report: {root / 'report.html'} (and report.md, stats.csv)")
     return written
 
@@ -381,7 +420,7 @@ def export(
             raise RegexpError("--tracking-uri, --experiment and --with-weights need --to mlflow")
         rows, problems = collect_rows(root)
         for problem in problems:
-            typer.echo(f"skipped: {problem}", err=True)
+            typer.echo(f"skipped: {visible(problem)}", err=True)
         if not rows:
             raise RegexpError(f"{root}: no readable runs here (a run folder holds a metrics.json)")
         text = export_text(rows, format.value)

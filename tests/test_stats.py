@@ -166,7 +166,7 @@ def paired_config(name, base, p_value, spread=0.01):
     return config(name, [b + mean + k * spread for b, k in zip(base, (-1, 0, 1))])
 
 
-def test_holm_turns_raw_significance_into_no_detectable_difference_and_keeps_the_order():
+def test_holm_turns_raw_significance_into_undecided_and_keeps_the_order():
     base = [0.70, 0.72, 0.74]
     runs = config("none", base, regularizer=[])
     for name, p in (("a", 0.005), ("b", 0.01), ("c", 0.03), ("d", 0.04)):
@@ -177,8 +177,8 @@ def test_holm_turns_raw_significance_into_no_detectable_difference_and_keeps_the
     assert [rows[n].verdict for n in "abcd"] == [
         "better",
         "better",
-        "no detectable difference",
-        "no detectable difference",
+        "undecided",
+        "undecided",
     ]
     # d alone: 1 x 0.04 < 0.05; only the step-down's monotonicity (never below c's 0.06) keeps it out
 
@@ -241,6 +241,12 @@ def test_stats_csv_has_exactly_the_columns_and_empty_diff_cells_for_the_baseline
         "p_holm",
         "effect_size",
         "verdict",
+        "sesoi",
+        "p_equivalence",
+        "p_equivalence_holm",
+        "mde",
+        "seeds_needed",
+        "collapsed",
     ]
     base, l2 = table
     assert base["config"] == "none" and base["baseline"] == "none" and base["verdict"] == "baseline"

@@ -91,15 +91,28 @@ def holder_of(path: Path) -> str:
     return text if text.startswith("pid ") else "pid and host not known yet"
 
 
+_SUMMARY_LOCKS_HELD: set[str] = set()  # roots whose summary lock this process holds
+
+
 @contextlib.contextmanager
 def summary_lock(root: Path) -> Iterator[None]:
     """Wait for, then hold, the lock of the root's summary: two sweeps ending at once write it one
-    after the other, each from what is on disk when it starts, so the last one is complete."""
+    after the other, each from what is on disk when it starts, so the last one is complete.
+
+    Re-entrant within a process (a sweep holds it while the report takes it again): a second
+    flock on a new descriptor of the same file would wait for the first for ever.
+    """
     path = root / LOCKS / ".summary.lock"  # a dot: no run can have this name
+    key = os.path.abspath(path)
+    if key in _SUMMARY_LOCKS_HELD:
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        _SUMMARY_LOCKS_HELD.add(key)
         yield
     finally:
+        _SUMMARY_LOCKS_HELD.discard(key)
         os.close(fd)

@@ -25,6 +25,7 @@ import yaml
 
 from regexp import results
 from regexp.results import flatten
+from regexp.study.escape import csv_cell
 
 FORMATS = ("csv", "json")
 
@@ -73,12 +74,14 @@ def columns(rows: list[dict]) -> list[str]:
 
 
 def to_csv(rows: list[dict]) -> str:
-    """The rows as CSV with a header, readable by `pandas.read_csv` with no options."""
+    """The rows as CSV with a header, readable by `pandas.read_csv` with no options; text cells
+    (and column names) that a spreadsheet would run as a formula start with `'` (escape.csv_cell)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns(rows), lineterminator="\n")
-    writer.writeheader()
+    names = columns(rows)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([csv_cell(name) for name in names])
     for row in rows:
-        writer.writerow({key: ("" if value is None else value) for key, value in row.items()})
+        writer.writerow([csv_cell("" if row.get(name) is None else row[name]) for name in names])
     return out.getvalue()
 
 

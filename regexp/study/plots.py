@@ -22,9 +22,9 @@ import matplotlib.ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from regexp.results import HISTORY, write_bytes_atomic  # noqa: E402
+from regexp.study.figure_style import DPI, line_styles  # noqa: E402
 
 FIGURE_SIZE = (7, 4.5)
-DPI = 100
 # A fixed title height: matplotlib otherwise measures the tick labels to place each title
 # (about a tenth of the time of drawing a run's small figure).
 TITLE_Y = 1.01
@@ -114,15 +114,6 @@ def _mean_band(histories: list[list[dict]], key: str) -> tuple[list[int], list[f
     return epochs, means, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)]
 
 
-def _styles(count: int) -> list[dict]:
-    """Distinct line styles for `count` curves: 10 colours, then 20, then dashes as well."""
-    colors = matplotlib.colormaps["tab10" if count <= 10 else "tab20"].colors
-    dashes = ["-", "--", ":", "-."]
-    return [
-        {"color": colors[i % len(colors)], "linestyle": dashes[(i // len(colors)) % len(dashes)]} for i in range(count)
-    ]
-
-
 def compare_curves(groups: dict[str, list[list[dict]]], key: str, ylabel: str, path: Path) -> Path:
     """Overlay one curve per config: the mean over seeds, with a ±1 std band where seeds differ."""
     labels = [f"{label}" + (f" (n={len(h)})" if len(h) > 1 else "") for label, h in groups.items()]
@@ -131,7 +122,7 @@ def compare_curves(groups: dict[str, list[list[dict]]], key: str, ylabel: str, p
     fig, ax = _figure(
         (width, 5), margins={"left": 0.7 / width, "right": (plot_inches - 0.15) / width, "top": 0.92, "bottom": 0.1}
     )
-    for histories, text, style in zip(groups.values(), labels, _styles(len(groups))):
+    for histories, text, style in zip(groups.values(), labels, line_styles(len(groups))):
         epochs, mean, low, high = _mean_band(histories, key)
         if not epochs:
             continue
@@ -192,32 +183,37 @@ def lambda_series(runs: list[dict]) -> dict[str, dict[str, list[tuple[float, dic
     return {base: s for base, s in found.items() if len({lam for pts in s.values() for lam, _ in pts}) > 1}
 
 
-def plot_lambda_grid(base: str, series: dict[str, list[tuple[float, dict]]], path: Path) -> Path:
-    """Test accuracy and weight sparsity against lambda on a log axis, mean ± std over seeds."""
-    import statistics
+def lambda_grids(runs: list[dict], value=lambda m: m["test_accuracy"]) -> dict[str, dict[str, dict[float, list]]]:
+    """{grid: {series: {lambda: [value of each completed run]}}}, by default the test accuracies."""
+    grids: dict[str, dict[str, dict[float, list]]] = {}
+    for base, series in lambda_series(runs).items():
+        for label, points in series.items():
+            by_lambda = grids.setdefault(base, {}).setdefault(label, {})
+            for lam, m in points:
+                values = by_lambda.setdefault(lam, [])
+                if m.get("status") == "completed" and m.get("test_accuracy") is not None:
+                    values.append(value(m))
+    return grids
 
-    fig, (acc_ax, sparse_ax) = _figure(
-        (11, 4.5), ncols=2, margins={"left": 0.07, "right": 0.98, "top": 0.88, "bottom": 0.12, "wspace": 0.25}
-    )
-    for label, points in sorted(series.items()):
-        by_lambda: dict[float, list[dict]] = {}
-        for lam, m in points:
-            if lam > 0 and m.get("status") == "completed":
-                by_lambda.setdefault(lam, []).append(m)
-        lambdas = sorted(by_lambda)
-        for ax, value in ((acc_ax, lambda m: m["test_accuracy"]), (sparse_ax, lambda m: m["sparsity"]["overall"])):
-            values = [[value(m) for m in by_lambda[lam]] for lam in lambdas]
-            means = [statistics.fmean(v) for v in values]
-            stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-            ax.errorbar(lambdas, means, yerr=stds, marker="o", capsize=3, label=label)
-    for ax, ylabel in ((acc_ax, "test accuracy"), (sparse_ax, "near-zero weights (|w| < 1e-3)")):
-        ax.set_xscale("log")
-        ax.set_xlabel("lambda (log scale)")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3, which="both")
-    acc_ax.legend(fontsize=8)
-    fig.suptitle(f"{base}: effect of lambda (mean ± std over seeds)")
-    _save(fig, path)
+
+def _sparsity(m: dict):
+    return (m.get("sparsity") or {}).get("overall")
+
+
+def plot_lambda_grid(base: str, series: dict[str, list[tuple[float, dict]]], path: Path) -> Path:
+    """Test accuracy and weight sparsity against lambda, mean and 95 % t interval over seeds:
+    the report's λ figure (report_figures.lambda_curves) for this one grid."""
+    from regexp.study.report_figures import lambda_curves
+
+    runs = [m for points in series.values() for _, m in points]
+    accuracy = lambda_grids(runs)
+    sparsity = {
+        grid: {
+            label: {lam: [v for v in values if v is not None] for lam, values in by.items()} for label, by in s.items()
+        }
+        for grid, s in lambda_grids(runs, _sparsity).items()
+    }
+    _save(lambda_curves({base: accuracy.get(base, {})}, None, sparsity), path)
     return path
 
 

@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import collections
 import datetime
-import html
+import functools
+import glob
+import hashlib
+import importlib.resources
+import os
 import statistics
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from regexp.config import LAYER_NAMES
-from regexp.errors import RegexpError
-from regexp.results import WEIGHTS, SavedRun, scan_runs, write_text_atomic
-from regexp.study import report_figures, stats
-from regexp.study.plots import lambda_series
+from regexp.errors import RegexpError, ResultsError
+from regexp.results import WEIGHTS, SavedRun, scan_runs, summary_lock
+from regexp.study import escape, report_figures, stats
+from regexp.study.plots import lambda_grids
 from regexp.study.summary import group_runs
 
 NOT_RECORDED = "not recorded by this run"
@@ -152,36 +157,138 @@ def _interval(ci: tuple | None, digits: int = 4) -> str:
 
 
 def _verdict_order(row: stats.ConfigStats) -> tuple:
-    order = {stats.BETTER: 0, stats.NO_DIFFERENCE: 1, stats.WORSE: 2}
+    """Unstable comparisons first (their runs broke), then the settled, then the open ones."""
+    order = {stats.UNSTABLE: 0, stats.BETTER: 1, stats.WORSE: 2, stats.EQUIVALENT: 3, stats.UNDECIDED: 4}
     diff = row.comparison.diff_mean if row.comparison and row.comparison.diff_mean is not None else 0.0
-    return order.get(row.verdict, 3), -diff
+    return order.get(row.verdict, 5), -diff
 
 
 def _regularized(row: stats.ConfigStats) -> str:
     return "no regularization" if row.regularizer == "none" else row.regularizer
 
 
+def _sesoi_text(row: stats.ConfigStats) -> str:
+    return f"±{100 * row.sesoi:g} points"
+
+
+def _seeds_text(row: stats.ConfigStats) -> str:
+    """The seeds per config that would decide an undecided comparison."""
+    return f"more than {stats.MAX_SEEDS}" if row.seeds_needed is None else str(row.seeds_needed)
+
+
+def _rate(collapse: stats.Collapse) -> str:
+    low, high = collapse.ci
+    return (
+        f"{collapse.collapsed} of {collapse.runs} runs collapsed (rate {collapse.collapsed / collapse.runs:.0%}, "
+        f"exact 95 % CI {low:.0%} to {high:.0%})"
+    )
+
+
+def verdict_text(row: stats.ConfigStats) -> str:
+    """The verdict as the table shows it: better/worse within the sesoi say so, equivalent says how close."""
+    if row.verdict in (stats.BETTER, stats.WORSE) and row.within_sesoi:
+        return f"{row.verdict}, by less than {_sesoi_text(row)}"
+    if row.verdict == stats.EQUIVALENT:
+        return f"{row.verdict} (within {_sesoi_text(row)})"
+    return row.verdict
+
+
 # --------------------------------------------------------------------------- the answer
+
+
+def _test_text(row: stats.ConfigStats, base: stats.ConfigStats) -> str:
+    c = row.comparison
+    runs = f" over {row.n} seeds" if c.test == stats.PAIRED else f", n = {row.n} vs {base.n} runs"
+    return f"{c.test}{runs}, Holm p {_p_eq(row.p_holm)}"
+
+
+def _p_eq(value: float) -> str:
+    return _p(value) if value < 0.001 else f"= {_p(value)}"
 
 
 def _comparison_sentence(row: stats.ConfigStats, base: stats.ConfigStats) -> str:
     """One config against the baseline, its verdict left out."""
     c = row.comparison
+    who = f"{row.config} ({_regularized(row)})"
+    if row.verdict == stats.UNSTABLE:
+        sides = [f"{row.config}: {_rate(row.collapse)}"]
+        if base.collapse.runs:
+            sides.append(f"the baseline {base.config}: {_rate(base.collapse)}")
+        rate_test = (
+            f"; Fisher's exact test of the two rates p = {_p(row.collapse_p)}" if row.collapse_p is not None else ""
+        )
+        shown = (
+            f" The accuracy difference, {_pts(c.diff_mean)} points, is taken over a mixture of collapsed and "
+            "working runs: no interval is given for it."
+            if c.diff_mean is not None
+            else ""
+        )
+        return f"{who}: {'; '.join(sides)}{rate_test}.{shown}"
     if c.p_value is None:
         shown = f"{_pts(c.diff_mean)} points; " if c.diff_mean is not None else ""
-        return f"{row.config} ({_regularized(row)}): {shown}{row.verdict.removeprefix('not tested: ')}."
-    runs = f" over {row.n} seeds" if c.test == stats.PAIRED else f", n = {row.n} vs {base.n} runs"
-    holm = _p(row.p_holm) if row.p_holm < 0.001 else f"= {_p(row.p_holm)}"
+        return f"{who}: {shown}{row.verdict.removeprefix(stats.NOT_TESTED + ': ')}."
+    measured = (
+        f"{who}: {_pts(c.diff_mean)} points of test accuracy "
+        f"(95 % CI {_pts(c.ci_low)} to {_pts(c.ci_high)}; {_test_text(row, base)})"
+    )
+    equivalence = f"equivalence test within {_sesoi_text(row)}, Holm p {_p_eq(row.p_equivalence_holm)}"
+    if row.verdict in (stats.BETTER, stats.WORSE):
+        if row.within_sesoi:
+            return f"{measured}, by less than the smallest effect of interest ({equivalence})."
+        return f"{measured}."
+    if row.verdict == stats.EQUIVALENT:
+        return f"{measured}: within {_sesoi_text(row)} ({equivalence})."
     return (
-        f"{row.config} ({_regularized(row)}): {_pts(c.diff_mean)} points of test accuracy "
-        f"(95 % CI {_pts(c.ci_low)} to {_pts(c.ci_high)}; {c.test}{runs}, Holm p {holm})."
+        f"{measured}: neither a difference nor equivalence within {_sesoi_text(row)} is shown ({equivalence}); "
+        f"these runs detect differences of {100 * row.mde:.1f} points or more (80 % power)."
     )
 
 
+def _deciding_lines(rows: list[stats.ConfigStats], root: Path) -> list[str]:
+    """What would decide the open questions: seeds per undecided comparison, the command, and the unstable."""
+    undecided = [r for r in rows if r.verdict == stats.UNDECIDED]
+    unstable = [r for r in rows if r.verdict == stats.UNSTABLE]
+    lines = []
+    if undecided:
+        level = stats.planning_alpha(rows)
+        sesoi = undecided[0].sesoi
+        needs = ", ".join(f"{r.config} {_seeds_text(r)}" for r in undecided if r.seeds_for == stats.DIFFERENCE_PLAN)
+        if needs:
+            lines.append(
+                f"To decide the undecided: seeds per config for 80 % power to detect {100 * sesoi:g} points at the "
+                f"observed spread (α = {stats.ALPHA}/{round(stats.ALPHA / level)}): {needs}."
+            )
+        for r in (r for r in undecided if r.seeds_for == stats.EQUIVALENCE_PLAN):
+            lines.append(
+                f"{r.config}: these runs already have 80 % power to detect {100 * sesoi:g} points, but the difference "
+                f"seen ({_pts(r.comparison.diff_mean)} points) lies inside ±{100 * sesoi:g}; for 80 % power of the "
+                f"equivalence test if that is the true difference: {_seeds_text(r)} seeds per config."
+            )
+        feasible = [r.seeds_needed for r in undecided if r.seeds_needed is not None]
+        if feasible:
+            flag = "" if round(100 * sesoi, 9) == stats.DEFAULT_SESOI_POINTS else f" --sesoi {100 * sesoi:g}"
+            lines.append(
+                f"Command: regexp sweep CONFIGS --seeds {max(feasible)} --results {root}{flag} "
+                "(CONFIGS: this study's config folder; completed seeds are kept, only the new ones train)."
+            )
+        if len(feasible) < len(undecided):
+            lines.append(
+                f"More than {stats.MAX_SEEDS} seeds: no practical study settles that comparison at this smallest "
+                "effect of interest; only a larger --sesoi, or less spread between seeds, would."
+            )
+    if unstable:
+        lines.append(
+            "Unstable (" + ", ".join(r.config for r in unstable) + "): some seeds collapse and some do not; more "
+            "seeds only measure the collapse rate. Find why those runs collapse (e.g. a smaller λ or learning "
+            "rate) before comparing accuracies."
+        )
+    return lines
+
+
 def answer_parts(
-    rows: list[stats.ConfigStats], baseline: str | None, how: str
+    rows: list[stats.ConfigStats], baseline: str | None, how: str, root: Path = Path("results")
 ) -> tuple[str, list[tuple[stats.ConfigStats, str]], list[str]]:
-    """The plain-language answer: (headline, [(config, its sentence)], notes)."""
+    """The plain-language answer: (headline, [(config, its sentence)], notes ending with what would decide)."""
     if not rows:
         return "No run here could be read: nothing to compare (the damaged folders are listed).", [], []
     if baseline is None:
@@ -205,14 +312,13 @@ def answer_parts(
     others = sorted((r for r in rows if r.config != baseline), key=_verdict_order)
     if base.n == 0:
         return f"The baseline {baseline} has no completed run: nothing can be compared.", [], []
-    base_text = (
-        f"{baseline} ({_regularized(base)}: {_num(base.accuracy_mean)}{_interval(base.accuracy_ci)}, n = {base.n})"
-    )
+    shown_interval = "" if base.collapse.partly else _interval(base.accuracy_ci)
+    base_text = f"{baseline} ({_regularized(base)}: {_num(base.accuracy_mean)}{shown_interval}, n = {base.n})"
     if not others:
         return f"Only the baseline {base_text} is here: nothing to compare.", [], []
     tested = [r for r in others if r.p_holm is not None]
     better = [r for r in others if r.verdict == stats.BETTER]
-    worse = [r for r in others if r.verdict == stats.WORSE]
+    counts = collections.Counter(r.verdict for r in others if not r.verdict.startswith(stats.NOT_TESTED))
     if better:
         headline = (
             f"{len(better)} of {len(others)} configs beat {base_text}: "
@@ -221,47 +327,40 @@ def answer_parts(
         )
     else:
         headline = f"No config detectably beats {base_text}."
-    if worse:
-        headline += f" {len(worse)} {'is' if len(worse) == 1 else 'are'} detectably worse."
+    settled = [
+        f"{counts[v]} {v}" for v in (stats.WORSE, stats.EQUIVALENT, stats.UNDECIDED, stats.UNSTABLE) if counts[v]
+    ]
+    if settled:
+        headline += " Of the others: " + ", ".join(settled) + "."
     if tested:
         headline += (
             f" Verdicts at α = {stats.ALPHA} after Holm's correction over {len(tested)} "
-            f"comparison{'s' if len(tested) != 1 else ''}."
+            f"comparison{'s' if len(tested) != 1 else ''}; smallest effect of interest {_sesoi_text(base)}."
         )
     else:
         headline += " No comparison could be tested (see each config)."
-    notes = []
-    if any(r.verdict == stats.NO_DIFFERENCE for r in others):
-        notes.append(
-            "“No detectable difference” means these runs cannot tell the two apart, not that they are "
-            "equal: the interval shows which differences remain plausible."
+    partly = [r for r in rows if r.collapse and r.collapse.partly]
+    if partly:
+        headline = (
+            "Unstable: "
+            + "; ".join(f"{r.config}: {r.collapse.collapsed} of {r.collapse.runs} seeds collapsed" for r in partly)
+            + ". "
+            + headline
         )
-    return headline, [(r, _comparison_sentence(r, base)) for r in others], notes
+    return headline, [(r, _comparison_sentence(r, base)) for r in others], _deciding_lines(others, root)
 
 
-def answer(rows: list[stats.ConfigStats], baseline: str | None, how: str) -> list[str]:
-    """The plain-language answer as lines: the headline, one line per config compared, notes."""
-    headline, items, notes = answer_parts(rows, baseline, how)
+def answer(rows: list[stats.ConfigStats], baseline: str | None, how: str, root: Path = Path("results")) -> list[str]:
+    """The plain-language answer as lines: the headline, one line per config compared, what would decide."""
+    headline, items, notes = answer_parts(rows, baseline, how, root)
     return [headline, *(f"{_short_verdict(row.verdict)}: {sentence}" for row, sentence in items), *notes]
 
 
 def _short_verdict(verdict: str) -> str:
-    return "not tested" if verdict.startswith("not tested") else verdict
+    return stats.NOT_TESTED if verdict.startswith(stats.NOT_TESTED) else verdict
 
 
 # --------------------------------------------------------------------------- building
-
-
-def _lambda_grids(metrics: list[dict]) -> dict[str, dict[str, dict[float, list[float]]]]:
-    grids: dict[str, dict[str, dict[float, list[float]]]] = {}
-    for base, series in lambda_series(metrics).items():
-        for label, points in series.items():
-            by_lambda = grids.setdefault(base, {}).setdefault(label, {})
-            for lam, m in points:
-                values = by_lambda.setdefault(lam, [])
-                if m.get("status") == "completed" and m.get("test_accuracy") is not None:
-                    values.append(m["test_accuracy"])
-    return grids
 
 
 def _activations(runs: list[SavedRun], label_of: dict[int, str]) -> dict:
@@ -312,12 +411,18 @@ class _Material:
 
 
 def build_report(
-    root: Path, runs: list[SavedRun], skipped: list[str], baseline: str | None = None, figures: bool = True
+    root: Path,
+    runs: list[SavedRun],
+    skipped: list[str],
+    baseline: str | None = None,
+    figures: bool = True,
+    sesoi_points: float = stats.DEFAULT_SESOI_POINTS,
 ) -> Report:
     """The report of these runs: statistics, answer, stats.csv, report.md and report.html
-    (with figures unless `figures` is False). An unknown `baseline` is a RegexpError."""
+    (with figures unless `figures` is False). An unknown `baseline`, or a smallest effect of
+    interest (`sesoi_points`, percentage points) outside (0, 100), is a RegexpError."""
     metrics = [run.metrics for run in runs]
-    rows, chosen, how = stats.config_stats(metrics, baseline)
+    rows, chosen, how = stats.config_stats(metrics, baseline, stats.sesoi_fraction(sesoi_points))
     groups = group_runs(metrics)
     label_of = {id(m): label for label, members in groups.items() for m in members}
     histograms, weight_notes = _weight_histograms(runs, label_of)
@@ -328,7 +433,7 @@ def build_report(
         rows,
         chosen,
         how,
-        answer(rows, chosen, how),
+        answer(rows, chosen, how, root),
         label_of,
         weight_notes,
         {},
@@ -338,8 +443,8 @@ def build_report(
         material.figures = _figures(material, groups, histograms)
     report = Report(rows, chosen, how, material.answer, skipped)
     report.csv = stats.to_csv(rows)
-    report.markdown = to_markdown(material)
-    report.html = to_html(material)
+    report.markdown = to_markdown(material, generation_stamp(report.csv))
+    report.html = to_html(material, generation_stamp(report.csv, report.markdown))
     return report
 
 
@@ -357,12 +462,13 @@ def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dic
         report_figures.forest_plot(rows, baseline) if baseline else None,
         "Each config's test accuracy minus the baseline's, in percentage points: dot the mean difference, bar its "
         "95 % confidence interval (paired or Welch t, as in the table). A bar that crosses zero is compatible with "
-        "no difference; colours follow the verdict after Holm's correction (green better, red worse, grey no "
-        "detectable difference, hollow ochre not tested).",
+        "no difference; colours follow the verdict after Holm's correction (green better, red worse, blue "
+        "equivalent, grey undecided, purple unstable: a mixture of collapsed and working runs, drawn without its "
+        "interval; hollow ochre not tested).",
         "No forest plot: "
         + ("there is no baseline to compare with." if baseline is None else "there is no other config to compare."),
     )
-    grids = _lambda_grids([run.metrics for run in runs])
+    grids = lambda_grids([run.metrics for run in runs])
     base_values = []
     if baseline:
         base_values = [
@@ -474,21 +580,35 @@ def _table(material: _Material) -> tuple[list[str], list[list[str]]]:
         "test",
         "p",
         "p (Holm)",
+        "p equivalence (Holm)",
+        "detectable, points",
+        "seeds to decide",
         "effect size",
+        "collapsed",
         "verdict",
     ]
     body = []
     for r in material.rows:
         c = r.comparison
+        mixture = r.collapse is not None and r.collapse.partly
         effect = ""
         if c and c.effect_size is not None:
             effect = f"{'dz' if c.test == stats.PAIRED else 'd'} = {c.effect_size:.2f}"
         diff = ""
         if c and c.diff_mean is not None:
-            diff = _pts(c.diff_mean) + (f" [{_pts(c.ci_low)}, {_pts(c.ci_high)}]" if c.ci_low is not None else "")
-        accuracy = _num(r.accuracy_mean) + (
-            _interval(r.accuracy_ci) if r.accuracy_ci else (" (n = 1: no interval)" if r.n == 1 else "")
-        )
+            if r.verdict == stats.UNSTABLE:
+                diff = _pts(c.diff_mean) + " (mixture: no interval)"
+            else:
+                diff = _pts(c.diff_mean) + (f" [{_pts(c.ci_low)}, {_pts(c.ci_high)}]" if c.ci_low is not None else "")
+        if mixture:
+            accuracy = _num(r.accuracy_mean) + " (mixture: no interval)"
+        else:
+            accuracy = _num(r.accuracy_mean) + (
+                _interval(r.accuracy_ci) if r.accuracy_ci else (" (n = 1: no interval)" if r.n == 1 else "")
+            )
+        collapsed = ""
+        if r.collapse and r.collapse.runs:
+            collapsed = r.collapse.text + (" (some)" if mixture else "")
         body.append(
             [
                 r.config,
@@ -500,8 +620,12 @@ def _table(material: _Material) -> tuple[list[str], list[list[str]]]:
                 (c.test if c and c.test else ""),
                 _p(c.p_value) if c and c.p_value is not None else "",
                 _p(r.p_holm) if r.p_holm is not None else "",
+                _p(r.p_equivalence_holm) if r.p_equivalence_holm is not None else "",
+                f"{100 * r.mde:.1f}" if r.mde is not None else "",
+                _seeds_text(r) if r.verdict == stats.UNDECIDED else "",
                 effect,
-                r.verdict,
+                collapsed,
+                verdict_text(r),
             ]
         )
     return header, body
@@ -578,219 +702,345 @@ def _sparsity_table(material: _Material) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-METHOD = [
-    ("A config is one configuration with its seeds together (the summary's grouping); only completed runs count (n)."),
-    "Interval of a config's mean test accuracy: Student t with n − 1 degrees of freedom, 95 %; none for n = 1.",
-    (
-        "Difference from the baseline (config − baseline, test accuracy): when both configs ran the same set of seeds, "
-        "a paired t-test on the per-seed differences (the same seed gives the same initialisation and data order), "
-        "effect size dz = mean / SD of the differences; otherwise Welch's t-test with Welch–Satterthwaite degrees of "
-        "freedom, effect size Cohen's d = difference of means / pooled SD."
-    ),
-    (
-        f"The p-values of all comparisons made are corrected together with Holm's step-down method; verdict "
-        f"“better” or “worse” when the corrected p < {stats.ALPHA}, else “no detectable difference”. Not tested: a "
-        "side with fewer than 2 runs, or no spread at all (every difference equal), or no baseline."
-    ),
-    (
-        "The 95 % intervals are each comparison's own, not adjusted for the number of comparisons: an interval that "
-        "excludes zero can still go with “no detectable difference” after Holm's correction. An interval reaching "
-        "past 0 or 1 (or past ±100 points) says the runs disagree too much for the t approximation (e.g. some seeds "
-        "collapse): more seeds are needed to say anything."
-    ),
-    (
-        "stats.csv: one row per config; `baseline` holds the baseline config's name on every row (empty when there is "
-        "none); the baseline's own row has empty difference cells; `test` is “paired t-test” or “Welch t-test”; "
-        "`effect_size` is dz (paired) or Cohen's d (Welch)."
-    ),
-]
+def _compute_lines(runs: list[SavedRun]) -> str:
+    """The compute used, from the runs' own records: total training time, and the machines."""
+    seconds = sum(r.metrics["wall_time_s"] for r in runs if isinstance(r.metrics.get("wall_time_s"), (int, float)))
+    machines = collections.Counter()
+    for run in runs:
+        host = run.metrics.get("host")
+        if isinstance(host, dict):
+            gpus = host.get("gpus")
+            gpu = ", ".join(map(str, gpus)) if isinstance(gpus, list) and gpus else "no GPU"
+            machines[f"{host.get('cpu', 'CPU not recorded')}, {host.get('cores', '?')} cores, {gpu}"] += 1
+        else:
+            machines["machine not recorded"] += 1
+    where = "; ".join(f"{text} ({n} run{'s' if n != 1 else ''})" for text, n in machines.most_common())
+    return (
+        f"Compute: {seconds / 3600:.2f} hours of training in all ({seconds:.0f} s, the runs' recorded wall "
+        f"times, failed runs included), on {where or 'no machine recorded'}."
+    )
+
+
+def _assumption_lines(rows: list[stats.ConfigStats]) -> list[str]:
+    """Per paired comparison of 3 or more seeds: Shapiro-Wilk on the differences, Wilcoxon beside the t-test."""
+    lines = []
+    for r in rows:
+        c = r.comparison
+        if not c or c.shapiro_p is None:
+            continue
+        t_rejects, w_rejects = c.p_value < stats.ALPHA, c.wilcoxon_p < stats.ALPHA
+        agreement = "they agree" if t_rejects == w_rejects else "they disagree"
+        smallest = 2 ** (1 - c.spread.n)  # the exact signed-rank test's smallest two-sided p
+        floor = (
+            f" (with {c.spread.n} seeds the Wilcoxon test cannot go below p = {smallest:.3g})"
+            if smallest >= stats.ALPHA
+            else ""
+        )
+        normal = "no evidence against normality" if c.shapiro_p >= stats.ALPHA else "the differences look non-normal"
+        lines.append(
+            f"{r.config}: Shapiro–Wilk p = {_p(c.shapiro_p)} ({normal}); Wilcoxon signed-rank p = {_p(c.wilcoxon_p)} "
+            f"beside the paired t-test's p = {_p(c.p_value)} (both unadjusted): {agreement} at α = {stats.ALPHA}"
+            f"{floor}."
+        )
+    return lines
+
+
+def method_lines(material: _Material) -> list[str]:
+    """The Method section: what the numbers are, what they cover and assume, and the compute used."""
+    sesoi = next((r.sesoi for r in material.rows if r.sesoi is not None), stats.DEFAULT_SESOI_POINTS / 100)
+    m = sum(r.p_holm is not None for r in material.rows)
+    chance = (
+        "chance is 1 / the number of classes recorded in metrics.json (the test set's class shares are not "
+        "recorded; the split is stratified, so each class has about that share); where the number of classes is not "
+        "recorded, only divergence counts"
+    )
+    lines = [
+        "A config is one configuration with its seeds together (the summary's grouping); only completed runs count (n).",
+        (
+            "Sources of variation: a run's seed sets its weight initialisation, dropout and the order of its training "
+            "batches; the train / validation / test split is fixed. The intervals and tests cover the variation "
+            "between seeds only, not a different split or different data."
+        ),
+        (
+            "Interval of a config's mean test accuracy: a Student t interval of the mean with n − 1 degrees of "
+            "freedom, 95 % (not ± SD); none for n = 1. No interval is adjusted for the number of comparisons."
+        ),
+        (
+            "Difference from the baseline (config − baseline, test accuracy): when both configs ran the same set of "
+            "seeds, a paired t-test on the per-seed differences, effect size dz = mean / SD of the differences; "
+            "otherwise Welch's t-test with Welch–Satterthwaite degrees of freedom, effect size Cohen's d = difference "
+            "of means / pooled SD."
+        ),
+        (
+            f"Smallest effect of interest (--sesoi): {100 * sesoi:g} points of test accuracy. Equivalence: two "
+            "one-sided t-tests (TOST) of the same difference against −sesoi and +sesoi, paired or Welch as the "
+            "difference test; its p-value is the larger of the two."
+        ),
+        (
+            "Holm's step-down correction is applied over the comparisons made, separately to the difference tests "
+            f"and to the equivalence tests; verdicts at α = {stats.ALPHA}: “better” / “worse” when the difference "
+            "test rejects (“by less than the smallest effect of interest” when equivalence rejects too), "
+            "“equivalent” when only equivalence rejects, “undecided” when neither does, “unstable” when some but "
+            "not all runs of either side collapsed, “not tested” with the reason (a side with fewer than 2 runs, no "
+            "spread at all, or no baseline). Unstable comparisons stay in both Holm families."
+        ),
+        (
+            f"Detectable (minimum detectable effect): the smallest |difference| the comparison's test would detect "
+            f"with 80 % power at the planning level α / m = {stats.ALPHA} / {max(m, 1)} (Bonferroni, a conservative "
+            "plan for Holm), at the observed spread and n; paired: noncentral t with n − 1 df and noncentrality "
+            "δ√n / s_d; Welch: Welch–Satterthwaite df and noncentrality δ / √(s₁²/n₁ + s₂²/n₂). Seeds to decide: "
+            f"the fewest seeds per config (both sides) for 80 % power at the smallest effect of interest; where the runs "
+            "already have that many, the difference seen lies inside the margin, and the seeds are those for 80 % "
+            "power of the equivalence test if the true difference is the one seen (an approximation that errs low "
+            f"only where the power is small); “more than {stats.MAX_SEEDS}” beyond that."
+        ),
+        (
+            f"Collapsed run: it diverged (non-finite loss), or its test accuracy is at most "
+            f"{100 * stats.COLLAPSE_MARGIN:g} points above chance; {chance}. Per config: collapsed runs of those "
+            "that finished, with an exact (Clopper–Pearson) binomial 95 % interval of the rate; two configs' rates "
+            "are compared by Fisher's exact test. A partly collapsed config's runs are a mixture of two kinds: no "
+            "t interval is given over them."
+        ),
+        (
+            "Assumption: the t-tests assume roughly normal per-seed differences (paired) or means (Welch). Checked "
+            "on each paired comparison with 3 or more seeds: Shapiro–Wilk on the differences, and the Wilcoxon "
+            "signed-rank test as a companion that does not assume normality."
+        ),
+        *_assumption_lines(material.rows),
+        _compute_lines(material.runs),
+        (
+            "stats.csv: one row per config; `baseline` holds the baseline config's name on every row (empty when there "
+            "is none); the baseline's own row has empty difference cells; `test` is “paired t-test” or “Welch "
+            "t-test”; `effect_size` is dz (paired) or Cohen's d (Welch); `sesoi` and `mde` are fractions of 1 like "
+            "`diff_mean`; `collapsed` is k/n. Text cells that a spreadsheet would run as a formula start with '."
+        ),
+    ]
+    return lines
 
 
 # --------------------------------------------------------------------------- markdown
 
 
-def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
+# --------------------------------------------------------------------------- rendering
 
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
-        "| " + " | ".join(cell(c) for c in row) + " |" for row in body
-    ]
+TITLE = "Regularization study: report"
+# Each section's title, once: both templates take them from here.
+TITLES = {
+    "answer": "The answer",
+    "data": "The question and the data",
+    "table": "Results by config",
+    "forest": "Difference from the baseline",
+    "lambda": "Test accuracy against λ",
+    "mechanism": "Why: what the penalty did to the network",
+    "weights": "Weights",
+    "sparsity": "Near-zero weights per layer (mean over seeds)",
+    "activations": "Activations",
+    "gap": "Generalization gap",
+    "runs": "What each run recorded",
+    "skipped": "Skipped (damaged) run folders",
+    "method": "Method",
+}
+FIGURE_ALTS = {
+    "forest": "forest plot",
+    "lambda": "lambda curves",
+    "weights": "weight magnitude histograms",
+    "activations": "activation magnitudes",
+    "gap": "generalization gap",
+}
+RESULTS_NOTE = (
+    f"Δ: config minus baseline, in percentage points of test accuracy. Verdicts at α = {stats.ALPHA} on the "
+    "Holm-corrected p-values of the difference and equivalence tests; the intervals are not adjusted (see Method). "
+    "Detectable: the smallest difference these runs detect with 80 % power; seeds to decide: per config, for the "
+    "smallest effect of interest."
+)
+TABLE_NUMERIC = {
+    "n",
+    "test accuracy [95 % CI]",
+    "test loss",
+    "Δ accuracy, points [95 % CI]",
+    "p",
+    "p (Holm)",
+    "p equivalence (Holm)",
+    "detectable, points",
+    "seeds to decide",
+    "effect size",
+    "collapsed",
+}
+RUNS_NUMERIC = {"seed", "test accuracy", "test loss", "test accuracy at best epoch", "epochs", "wall time"}
+VERDICT_CLASSES = {
+    stats.BETTER: "better",
+    stats.WORSE: "worse",
+    stats.EQUIVALENT: "equivalent",
+    stats.UNDECIDED: "undecided",
+    stats.UNSTABLE: "unstable",
+    stats.BASELINE: "baseline",
+}
 
 
-def to_markdown(material: _Material) -> str:
-    """report.md: the answer, the data, the tables and the method (figures: report.html)."""
-    lines = ["# Regularization study: report", "", f"_{QUESTION}_", "", "## The answer", ""]
-    lines += [f"- {line}" for line in material.answer]
-    lines += ["", "## The question and the data", ""] + [f"- {line}" for line in _data_lines(material)]
-    lines += ["", "## Results by config", ""] + _md_table(*_table(material))
-    if material.sparsity:
-        lines += ["", "## Near-zero weights per layer (mean over seeds)", ""] + _md_table(*_sparsity_table(material))
-    lines += ["", "## What each run recorded", ""] + _md_table(*_run_table(material))
-    lines += ["", _runs_note(_run_table(material)[1]) + "Versions: " + "; ".join(_versions(material)) + "."]
-    if material.skipped:
-        lines += ["", "## Skipped (damaged) run folders", ""] + [f"- {line}" for line in material.skipped]
-    lines += ["", "## Method", ""] + [f"- {line}" for line in METHOD]
-    lines += [
-        "",
-        ("The figures (forest plot, λ curves, weights, activations, generalization gap) are in report.html."),
-        "",
-    ]
-    return "\n".join(lines)
+@dataclass(frozen=True)
+class Table:
+    """A table of the report: its cells as text, the columns styled by name (`numeric` ones
+    right-aligned, the `verdict` one coloured by verdict in the HTML)."""
 
-
-# --------------------------------------------------------------------------- html
-
-CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1180px; margin: 1.5em auto;
-       padding: 0 1em; color: #1f2328; line-height: 1.45; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: 0.2em; }
-.question { color: #57606a; font-style: italic; }
-.answer { border: 2px solid #0969da; border-radius: 8px; padding: 0.6em 1.2em; background: #f6f8fa; }
-.answer .headline { font-size: 1.15em; font-weight: 600; }
-.answer ul { padding-left: 1.2em; } .answer li { margin: 0.25em 0; }
-table { border-collapse: collapse; font-size: 0.86em; margin: 0.6em 0; }
-.wide { overflow-x: auto; }
-th, td { border: 1px solid #d0d7de; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.better { background: #dafbe1; color: #1a7f37; font-weight: 600; }
-.worse { background: #ffebe9; color: #cf222e; font-weight: 600; }
-.nodiff { background: #eaeef2; color: #57606a; }
-.nottested { background: #fff8c5; color: #7d4e00; }
-.baseline { background: #ddf4ff; color: #0969da; font-weight: 600; }
-figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
-figcaption, .missing, .note { color: #57606a; font-size: 0.9em; }
-.missing { font-style: italic; } .skipped { color: #cf222e; }
-"""
+    header: list[str]
+    body: list[list[str]]
+    numeric: frozenset[str] = frozenset()
+    verdict: str | None = None
 
 
 def _verdict_class(verdict: str) -> str:
-    if verdict.startswith("not tested"):
+    """The CSS class of a verdict as shown (its first word decides: "better, by less than ..." is better)."""
+    if verdict.startswith(stats.NOT_TESTED):
         return "nottested"
-    return {
-        stats.BETTER: "better",
-        stats.WORSE: "worse",
-        stats.NO_DIFFERENCE: "nodiff",
-        stats.BASELINE: "baseline",
-    }.get(verdict, "")
+    return VERDICT_CLASSES.get(verdict.split(",")[0].split(" (")[0], "")
 
 
-def _html_table(
-    header: list[str], body: list[list[str]], numeric: set[int] = frozenset(), verdict_column: int | None = None
-) -> str:
-    out = ['<div class="wide"><table>', "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
-    for row in body:
-        cells = []
-        for i, text in enumerate(row):
-            cls = "num" if i in numeric else (_verdict_class(text) if i == verdict_column else "")
-            cells.append(f'<td class="{cls}">{html.escape(text)}</td>' if cls else f"<td>{html.escape(text)}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    return "\n".join(out + ["</table></div>"])
-
-
-def _html_figure(material: _Material, key: str, alt: str) -> str:
-    uri, text = material.figures.get(key, (None, "Figures were not drawn."))
-    if uri is None:
-        return f'<p class="missing">{html.escape(text)}</p>'
-    return (
-        f'<figure id="fig-{key}"><img src="{uri}" alt="{html.escape(alt)}">'
-        f"<figcaption>{html.escape(text)}</figcaption></figure>"
-    )
-
-
-def _answer_html(material: _Material) -> str:
-    headline, items, notes = answer_parts(material.rows, material.baseline, material.how)
-    lines = [
-        f'<li><span class="{_verdict_class(row.verdict)}">{html.escape(_short_verdict(row.verdict))}</span> '
-        f"{html.escape(sentence)}</li>"
-        for row, sentence in items
-    ]
-    lines += [f'<li class="note">{html.escape(note)}</li>' for note in notes]
-    return (
-        f'<div class="answer" id="answer"><p class="headline">{html.escape(headline)}</p>'
-        + (f"<ul>{''.join(lines)}</ul>" if lines else "")
-        + "</div>"
-    )
-
-
-def to_html(material: _Material) -> str:
-    """report.html: one self-contained page (inline CSS and images; no script, no network)."""
-    when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    table_header, table_body = _table(material)
+def report_model(material: _Material, stamp: str = "") -> dict:
+    """Everything both templates show, as plain text and Tables (nothing escaped yet: the templates do it)."""
+    headline, items, notes = answer_parts(material.rows, material.baseline, material.how, material.root)
+    sparsity = _sparsity_table(material) if material.sparsity else None
     runs_header, runs_body = _run_table(material)
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>Regularization study: report</title>",
-        f"<style>{CSS}</style></head><body>",
-        "<h1>Regularization study: report</h1>",
-        f'<p class="question">{html.escape(QUESTION)}</p>',
-        f'<p class="note">Written by regexp report on {when} from {html.escape(str(material.root))}.</p>',
-        "<h2>The answer</h2>",
-        _answer_html(material),
-        '<h2 id="data">The question and the data</h2><ul>'
-        + "".join(f"<li>{html.escape(line)}</li>" for line in _data_lines(material))
-        + "</ul>",
-        '<h2 id="table">Results by config</h2>',
-        _html_table(table_header, table_body, numeric={2, 3, 4, 5, 7, 8, 9}, verdict_column=10),
-        (
-            '<p class="note">Δ: config minus baseline, in percentage points of test accuracy. Verdicts at α = '
-            f"{stats.ALPHA} on the Holm-corrected p-value; the intervals are not adjusted (see Method).</p>"
-        ),
-        '<h2 id="forest">Difference from the baseline</h2>',
-        _html_figure(material, "forest", "forest plot"),
-        '<h2 id="lambda">Test accuracy against λ</h2>',
-        _html_figure(material, "lambda", "lambda curves"),
-        '<h2 id="mechanism">Why: what the penalty did to the network</h2>',
-        "<h3>Weights</h3>",
-        _html_figure(material, "weights", "weight magnitude histograms"),
-    ]
-    if material.sparsity:
-        sparsity = _sparsity_table(material)
-        parts += [
-            ('<p class="note">Fraction of near-zero weights (|w| below the threshold) per layer, mean over seeds:</p>'),
-            _html_table(*sparsity, numeric=set(range(1, len(sparsity[0])))),
-        ]
-    parts += [
-        "<h3>Activations</h3>",
-        _html_figure(material, "activations", "activation magnitudes"),
-        "<h3>Generalization gap</h3>",
-        _html_figure(material, "gap", "generalization gap"),
-        '<h2 id="runs">What each run recorded</h2>',
-        _html_table(runs_header, runs_body, numeric={2, 4, 5, 6, 7, 9, 10}),
-        '<p class="note">'
-        + html.escape(_runs_note(runs_body) + "Versions: " + "; ".join(_versions(material)))
-        + ".</p>",
-    ]
-    if material.skipped:
-        parts += [
-            '<h2 id="skipped">Skipped (damaged) run folders</h2><ul class="skipped">'
-            + "".join(f"<li>{html.escape(line)}</li>" for line in material.skipped)
-            + "</ul>"
-        ]
-    parts += [
-        '<h2 id="method">Method</h2><ul>' + "".join(f"<li>{html.escape(line)}</li>" for line in METHOD) + "</ul>",
-        "</body></html>",
-        "",
-    ]
-    return "\n".join(parts)
+    figures = {}
+    for key, alt in FIGURE_ALTS.items():
+        uri, text = material.figures.get(key, (None, "Figures were not drawn."))
+        figures[key] = {"uri": uri, "text": text, "alt": alt}
+    return {
+        "title": TITLE,
+        "titles": TITLES,
+        "question": QUESTION,
+        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "root": str(material.root),
+        "headline": headline,
+        "items": [
+            {"verdict": _short_verdict(row.verdict), "cls": _verdict_class(row.verdict), "sentence": sentence}
+            for row, sentence in items
+        ],
+        "notes": notes,
+        "answer_lines": material.answer,
+        "data_lines": _data_lines(material),
+        "results": Table(*_table(material), frozenset(TABLE_NUMERIC), "verdict"),
+        "results_note": RESULTS_NOTE,
+        "sparsity": Table(*sparsity, frozenset(sparsity[0][1:])) if sparsity else None,
+        "runs": Table(runs_header, runs_body, frozenset(RUNS_NUMERIC)),
+        "versions": _runs_note(runs_body) + "Versions: " + "; ".join(_versions(material)) + ".",
+        "skipped": material.skipped,
+        "method": method_lines(material),
+        "figures": figures,
+        "figures_elsewhere": "The figures (forest plot, λ curves, weights, activations, generalization gap) are in "
+        "report.html.",
+        "stamp": stamp,
+    }
+
+
+def _markdown_value(value) -> str:
+    return "" if value is None else escape.markdown(str(value))
+
+
+@functools.cache
+def _environment(kind: str):
+    """The Jinja2 environment of one output: HTML autoescaped; Markdown with every value escaped as Markdown text."""
+    import jinja2
+
+    loader = jinja2.PackageLoader("regexp.study", "templates")
+    if kind == "html":
+        env = jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
+        env.globals["verdict_class"] = _verdict_class
+        return env
+    return jinja2.Environment(
+        loader=loader, autoescape=False, finalize=_markdown_value, trim_blocks=True, lstrip_blocks=True
+    )
+
+
+def _css() -> str:
+    return (importlib.resources.files("regexp.study") / "templates" / "report.css").read_text(encoding="utf-8")
+
+
+def to_markdown(material: _Material, stamp: str = "") -> str:
+    """report.md: the answer, the data, the tables and the method (figures: report.html), from
+    templates/report.md.j2; every value escaped as Markdown text, as report.html escapes it as HTML."""
+    return _environment("md").get_template("report.md.j2").render(report_model(material, stamp))
+
+
+def to_html(material: _Material, stamp: str = "") -> str:
+    """report.html: one self-contained page (inline CSS and images; no script, no network), from
+    templates/report.html.j2 with autoescape on; `stamp` (generation_stamp) names the files it was
+    written with."""
+    import markupsafe
+
+    model = report_model(material, stamp) | {"css": markupsafe.Markup(_css())}
+    return _environment("html").get_template("report.html.j2").render(model)
 
 
 # --------------------------------------------------------------------------- writing
 
 
-def write_report(root: Path, baseline: str | None = None) -> Report:
+REPORT_FILES = ("stats.csv", "report.md", "report.html")  # published in this order: the page last
+
+
+def generation_stamp(csv_text: str, markdown_text: str | None = None) -> str:
+    """The line that ties a report's files together: the sha256 of the stats.csv (and report.md) it was
+    written with, so a reader can tell a report.html from a different generation."""
+    parts = [f"stats.csv sha256 {hashlib.sha256(csv_text.encode()).hexdigest()[:16]}"]
+    if markdown_text is not None:
+        parts.append(f"report.md sha256 {hashlib.sha256(markdown_text.encode()).hexdigest()[:16]}")
+    return "Written with " + " and ".join(parts) + "."
+
+
+def clear_stale_temporaries(root: Path) -> list[Path]:
+    """Delete the temporary files of report writers that died (`.stats.csv.<id>.tmp` and the like).
+
+    Call it holding the root's summary lock: every writer of these files holds it, so any
+    temporary found then belongs to a writer that is gone. Returns what was deleted.
+    """
+    removed = []
+    for name in REPORT_FILES:
+        for temp in root.glob(f".{glob.escape(name)}.*.tmp"):
+            if temp.is_file() and not temp.is_symlink():
+                temp.unlink(missing_ok=True)
+                removed.append(temp)
+    return removed
+
+
+def _publish(root: Path, texts: dict[str, str]) -> list[Path]:
+    """Write every file to its temporary first (fsynced), then rename them in REPORT_FILES order:
+    a writer killed while writing leaves the previous generation whole."""
+    generation = uuid.uuid4().hex[:8]
+    temps = {name: root / f".{name}.{generation}.tmp" for name in texts}
+    try:
+        for name, temp in temps.items():
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(texts[name].encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+        for name in REPORT_FILES:
+            if name in temps:
+                os.replace(temps[name], root / name)
+    finally:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+    return [root / name for name in REPORT_FILES if name in texts]
+
+
+def write_report(root: Path, baseline: str | None = None, sesoi_points: float = stats.DEFAULT_SESOI_POINTS) -> Report:
     """Read every run under `root` and write stats.csv, report.md and report.html there.
 
-    Damaged run folders are left out and listed (Report.skipped). A root with no run folder
-    at all, or an unknown `baseline`, is a RegexpError, and nothing is written.
+    `sesoi_points` is the smallest effect of interest in percentage points (--sesoi). Damaged
+    run folders are left out and listed (Report.skipped). A root with no run folder at all, an
+    unknown `baseline` or a bad `sesoi_points` is a RegexpError, and nothing is written. The
+    three files are written under the root's summary lock, stale temporaries of dead writers
+    cleared first.
     """
     runs, skipped = scan_runs(root)
     if not runs and not skipped:
         raise RegexpError(f"{root}: no runs here (a run folder holds a metrics.json)")
-    report = build_report(root, runs, skipped, baseline)
-    for name, text in (("stats.csv", report.csv), ("report.md", report.markdown), ("report.html", report.html)):
-        write_text_atomic(root / name, text)
-        report.written.append(root / name)
+    report = build_report(root, runs, skipped, baseline, sesoi_points=sesoi_points)
+    try:
+        with summary_lock(root):
+            clear_stale_temporaries(root)
+            report.written = _publish(
+                root, {"stats.csv": report.csv, "report.md": report.markdown, "report.html": report.html}
+            )
+    except OSError as exc:
+        raise ResultsError(f"{root}: the report cannot be written ({exc.strerror or exc})") from None
     return report

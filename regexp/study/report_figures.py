@@ -18,13 +18,19 @@ import matplotlib.ticker
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from regexp.study import stats
+from regexp.study import figure_style, stats
+from regexp.study.figure_style import DPI, config_colors
 
-DPI = 100
 # log10 |w| bins: magnitudes below 1e-8 (and exact zeros) are counted in the first bin.
 LOG10_WEIGHT_RANGE = (-8.0, 1.0)
 WEIGHT_BINS = 90
-VERDICT_COLORS = {stats.BETTER: "#1a7f37", stats.WORSE: "#cf222e", stats.NO_DIFFERENCE: "#57606a"}
+VERDICT_COLORS = {
+    stats.BETTER: "#1a7f37",
+    stats.WORSE: "#cf222e",
+    stats.EQUIVALENT: "#0550ae",
+    stats.UNDECIDED: "#57606a",
+    stats.UNSTABLE: "#8250df",
+}
 NOT_TESTED_COLOR = "#9a6700"
 
 
@@ -33,12 +39,6 @@ def png_data_uri(fig: Figure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def config_colors(labels: list[str]) -> dict[str, tuple]:
-    """One colour per config, in order: pass the same map to every figure so a config keeps its colour."""
-    palette = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"].colors
-    return {label: palette[i % len(palette)] for i, label in enumerate(labels)}
 
 
 def _points(value: float | None) -> str:
@@ -83,7 +83,7 @@ def forest_plot(rows: list[stats.ConfigStats], baseline: str) -> Figure | None:
     for y, row in enumerate(rows):
         c = row.comparison
         color = VERDICT_COLORS.get(row.verdict, NOT_TESTED_COLOR)
-        if c.ci_low is not None:
+        if c.ci_low is not None and row.verdict != stats.UNSTABLE:  # no interval over a mixture
             ax.plot([100 * c.ci_low, 100 * c.ci_high], [y, y], color=color, linewidth=2.5, solid_capstyle="butt")
         if c.diff_mean is not None:
             tested = c.p_value is not None
@@ -96,7 +96,9 @@ def forest_plot(rows: list[stats.ConfigStats], baseline: str) -> Figure | None:
                 markerfacecolor=color if tested else "white",
                 markeredgewidth=2,
             )
-        if c.p_value is not None:
+        if row.verdict == stats.UNSTABLE:
+            text = f"{_points(c.diff_mean)} (mixture: no interval)\n{row.verdict}"
+        elif c.p_value is not None:
             text = (
                 f"{_points(c.diff_mean)} [{_points(c.ci_low)}, {_points(c.ci_high)}]  "
                 f"Holm p {_p(row.p_holm)}\n{row.verdict}"
@@ -113,36 +115,47 @@ def forest_plot(rows: list[stats.ConfigStats], baseline: str) -> Figure | None:
 
 
 def lambda_curves(
-    grids: dict[str, dict[str, dict[float, list[float]]]], baseline: tuple[str, list[float]] | None = None
+    grids: dict[str, dict[str, dict[float, list[float]]]],
+    baseline: tuple[str, list[float]] | None = None,
+    sparsity: dict[str, dict[str, dict[float, list[float]]]] | None = None,
 ) -> Figure | None:
     """Test accuracy against λ (log axis), one panel per grid, one line per series: the mean
     over seeds with its 95 % t interval as a band; the baseline's mean and interval as a
-    grey horizontal band."""
+    grey horizontal band. With `sparsity` (the same shape: near-zero weight fractions), a
+    second panel per grid shows it the same way. The one λ figure: the report inlines it,
+    `regexp plot` saves it per grid."""
     grids = {base: series for base, series in grids.items() if any(series.values())}
     if not grids:
         return None
-    fig = Figure(figsize=(6.2 * len(grids) + 0.4, 4.6), dpi=DPI)
-    fig.subplots_adjust(left=0.1 / len(grids), right=0.98, top=0.88, bottom=0.14, wspace=0.25)
-    axes = fig.subplots(1, len(grids), squeeze=False)[0]
-    for ax, (base, series) in zip(axes, sorted(grids.items())):
-        if baseline is not None and baseline[1]:
+    panels = [(base, "accuracy") for base in sorted(grids)]
+    if sparsity:
+        panels = [(base, kind) for base in sorted(grids) for kind in ("accuracy", "sparsity")]
+    width = 6.2 * len(panels) + 0.4
+    fig = Figure(figsize=(width, 4.6), dpi=DPI)
+    fig.subplots_adjust(left=0.8 / width, right=0.98, top=0.88, bottom=0.14, wspace=0.25)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (base, kind) in zip(axes, panels):
+        series = grids[base] if kind == "accuracy" else sparsity.get(base, {})
+        if kind == "accuracy" and baseline is not None and baseline[1]:
             mean, interval = stats.mean_interval(baseline[1])
             ax.axhline(mean, color="0.35", linestyle="--", linewidth=1, label=f"{baseline[0]} (baseline)")
             if interval:
                 ax.axhspan(*interval, color="0.5", alpha=0.15, linewidth=0)
         for (label, by_lambda), color in zip(sorted(series.items()), config_colors(sorted(series)).values()):
             lambdas = sorted(lam for lam in by_lambda if lam > 0 and by_lambda[lam])
-            summaries = [stats.mean_interval(by_lambda[lam]) for lam in lambdas]
-            means = [mean for mean, _ in summaries]
-            low = [interval[0] if interval else mean for mean, interval in summaries]
-            high = [interval[1] if interval else mean for mean, interval in summaries]
             counts = sorted({len(by_lambda[lam]) for lam in lambdas})
-            ax.plot(lambdas, means, marker="o", color=color, label=f"{label} (n = {'/'.join(map(str, counts))} per λ)")
-            ax.fill_between(lambdas, low, high, color=color, alpha=0.2, linewidth=0)
+            figure_style.mean_with_interval(
+                ax,
+                lambdas,
+                [by_lambda[lam] for lam in lambdas],
+                color,
+                f"{label} (n = {'/'.join(map(str, counts))} per λ)",
+            )
+        what = "test accuracy" if kind == "accuracy" else "near-zero weights (fraction)"
         ax.set_xscale("log")
         ax.set_xlabel("λ (log scale)")
-        ax.set_ylabel("test accuracy")
-        ax.set_title(f"{base}: test accuracy against λ", fontsize=11)
+        ax.set_ylabel(what)
+        ax.set_title(f"{base}: {what} against λ", fontsize=11)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.suptitle("Line: mean over seeds; band: 95 % confidence interval of the mean", fontsize=9, y=0.975)

@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 
 from regexp.results import scan_runs, write_text_atomic
+from regexp.study.escape import csv_cell, markdown
 
 COLUMNS = [
     "config",
@@ -109,11 +110,12 @@ def summarize(runs: list[dict]) -> list[dict]:
 
 
 def to_csv(rows: list[dict]) -> str:
+    """summary.csv: COLUMNS exactly; text cells a spreadsheet would run as a formula start with `'`."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row[k] is None else row[k]) for k in COLUMNS})
+        writer.writerow({k: csv_cell("" if row[k] is None else row[k]) for k in COLUMNS})
     return out.getvalue()
 
 
@@ -124,6 +126,7 @@ def _pm(mean: float | None, std: float | None, digits: int = 4) -> str:
 
 
 def to_markdown(rows: list[dict]) -> str:
+    """summary.md: the rows as a Markdown table, every name read from disk escaped (escape.markdown)."""
     lines = [
         "| config | runs | test accuracy | test loss | best val accuracy (epoch) | near-zero weights | regularizer | data |",
         "|---|---|---|---|---|---|---|---|",
@@ -135,9 +138,9 @@ def to_markdown(rows: list[dict]) -> str:
         epoch = f" ({r['best_epoch_median']:g})" if r["best_epoch_median"] is not None else ""
         sparsity = f"{r['sparsity_mean']:.1%}" if r["sparsity_mean"] is not None else "–"
         lines.append(
-            f"| {r['config']} | {runs} | {_pm(r['test_accuracy_mean'], r['test_accuracy_std'])} | "
+            f"| {markdown(r['config'])} | {runs} | {_pm(r['test_accuracy_mean'], r['test_accuracy_std'])} | "
             f"{_pm(r['test_loss_mean'], r['test_loss_std'])} | "
-            f"{_pm(r['best_val_accuracy_mean'], r['best_val_accuracy_std'])}{epoch} | {sparsity} | {r['regularizer']} | {r['data']} |"
+            f"{_pm(r['best_val_accuracy_mean'], r['best_val_accuracy_std'])}{epoch} | {sparsity} | {markdown(r['regularizer'])} | {markdown(r['data'])} |"
         )
     return "\n".join(lines) + "\n"
 
