@@ -19,3 +19,7 @@ class ResultsError(RegexpError):
 
 class TrackingError(RegexpError):
     """An experiment tracker (MLflow) that failed or refused what was sent."""
+
+
+class ModelError(RegexpError):
+    """A model builder that cannot be imported or called, or builds a model that does not fit the data."""

@@ -91,6 +91,18 @@ def test_metrics_record_what_the_issue_asks_for(cli, tmp_path):
         "train": 240,
         "validation": 60,
         "test": 100,
+        "input_shape": [28, 28, 1],
+    }
+    assert m["model"] == {
+        "builder": "regexp.training.model:reference_cnn",
+        "source": None,
+        "sha256": None,
+        "params": {"conv1_filters": 32, "conv2_filters": 64, "dense_units": 256, "dropout": 0.25},
+        "layers": {"conv1": "conv", "conv2": "conv", "dense1": "dense", "dense2": "dense"},
+    }
+    assert m["training_path"]["layers"] == {
+        **{name: "activity penalty: fused (XLA)" for name in ("conv1", "conv2", "dense1", "dense2")},
+        **{name: "dropout: RandomBitsDropout" for name in ("drop1", "drop2")},
     }
     resolved = (tmp_path / "results" / "l1" / "config.yaml").read_text()
     assert "batch_size: 50" in resolved and "learning_rate: 0.001" in resolved  # defaults filled in

@@ -8,11 +8,15 @@ reader and its error lines), `names` (what a run name may be).
 
 from regexp.config.names import run_name_problem
 from regexp.config.schema import (
+    BUILDER_FORMAT,
     DIGITS_CLASSES,
     EMNIST_CLASSES,
+    LAYER_KINDS,
     LAYER_NAMES,
+    REFERENCE_LAYERS,
     DataConfig,
     ExperimentConfig,
+    PlacementProblem,
     RegularizerConfig,
     RunSpec,
     config_hash,
@@ -21,17 +25,22 @@ from regexp.config.schema import (
     load_runs,
     penalty_layers,
     penalty_problem,
+    plan_penalties,
     resolved_dict,
     to_yaml,
     validate,
 )
 
 __all__ = [
+    "BUILDER_FORMAT",
     "DIGITS_CLASSES",
     "EMNIST_CLASSES",
+    "LAYER_KINDS",
     "LAYER_NAMES",
+    "REFERENCE_LAYERS",
     "DataConfig",
     "ExperimentConfig",
+    "PlacementProblem",
     "RegularizerConfig",
     "RunSpec",
     "config_hash",
@@ -40,6 +49,7 @@ __all__ = [
     "load_runs",
     "penalty_layers",
     "penalty_problem",
+    "plan_penalties",
     "resolved_dict",
     "run_name_problem",
     "to_yaml",

@@ -34,6 +34,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     ValidationError,
     ValidationInfo,
@@ -60,17 +61,32 @@ DIGITS_CLASSES = 10
 
 RegularizerType = Literal["none", "l1", "l2", "elasticnet"]
 Target = Literal["kernel", "bias", "activity"]
-Dataset = Literal["emnist", "digits", "synthetic", "idx"]
+Dataset = Literal["emnist", "digits", "synthetic", "idx", "npz", "image_folder"]
 EmnistSplit = Literal[tuple(EMNIST_CLASSES)]  # the splits are EMNIST_CLASSES' keys, written once
 Precision = Literal["auto", "float32", "mixed_bfloat16"]
 Sampler = Literal["qmc", "tpe"]
 Pruner = Literal["none", "successive_halving", "hyperband"]
 
-# The names the model builder gives its regularized layers, and the kinds that select them.
-LAYER_NAMES = ("conv1", "conv2", "dense1", "dense2")
-LAYER_KINDS = {"conv": ("conv1", "conv2"), "dense": ("dense1", "dense2")}
+# The kinds of layer that carry a kernel, which a regularizer entry's `layers:` may name besides
+# layer names (regexp.model says which Keras classes each kind is).
+LAYER_KINDS = ("conv", "conv1d", "conv3d", "depthwise", "separable", "dense")
+# The reference CNN's regularizable layers and their kinds, in model order: where penalties go
+# when `model.builder` is not given, known without building the model.
+REFERENCE_LAYERS = {"conv1": "conv", "conv2": "conv", "dense1": "dense", "dense2": "dense"}
+LAYER_NAMES = tuple(REFERENCE_LAYERS)
+# The model fields that are the reference CNN's arguments (its builder's params).
+REFERENCE_PARAMS = ("conv1_filters", "conv2_filters", "dense_units", "dropout")
+# A builder reference: `module.path:function`, or `file.py:function` (relative to the config's folder).
+BUILDER_FORMAT = re.compile(r"(?P<source>[^:]+):(?P<function>[A-Za-z_][A-Za-z0-9_]*)")
+MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+def _unset(value: Any) -> bool:
+    """A field added since completed runs were first hashed is left out of the resolved form while
+    unset (`exclude_if`), so that their config hashes stay what they were."""
+    return value is None
 
 
 def _rule(message: str, *at: str | int) -> PydanticCustomError:
@@ -95,7 +111,9 @@ class RegularizerConfig(_Section):
     l1: NonNegativeFloat | None = Field(None, description="elasticnet: the L1 strength (required for elasticnet).")
     l2: NonNegativeFloat | None = Field(None, description="elasticnet: the L2 strength (required for elasticnet).")
     layers: list[str] | None = Field(
-        None, description="Layer names (conv1, conv2, dense1, dense2) or kinds (conv, dense); default: all of them."
+        None,
+        description="Layer names of the model (the reference CNN's: conv1, conv2, dense1, dense2) or kinds of layer "
+        "(conv, conv1d, conv3d, depthwise, separable, dense) the penalty goes on; default: every layer of those kinds.",
     )
 
     @model_validator(mode="before")
@@ -130,10 +148,9 @@ class RegularizerConfig(_Section):
             return None
         if not layers:
             raise _rule("empty; leave it out to regularize every layer")
-        valid = list(LAYER_NAMES) + list(LAYER_KINDS)
         for name in layers:
-            if name not in valid:
-                raise _rule(f"{show_value(name)} is not a layer name or kind; valid: {', '.join(valid)}")
+            if not name.strip():
+                raise _rule("an empty layer name; give layer names or kinds (conv, dense, ...)")
         if len(set(layers)) != len(layers):
             raise _rule("a layer is listed twice")
         return layers
@@ -165,28 +182,89 @@ RegularizerField = Annotated[
 ]
 
 
-def penalty_layers(entry: RegularizerConfig) -> list[str]:
-    """The layer names an entry applies to, in model order."""
+class PlacementProblem(ValueError):
+    """A regularizer entry that cannot be placed on a model's layers: the message, and where in the entry."""
+
+    def __init__(self, message: str, *at: str | int):
+        super().__init__(message)
+        self.message, self.at = message, at
+
+
+def _inventory_text(layers: dict[str, str]) -> str:
+    return ", ".join(f"{name} ({kind})" for name, kind in layers.items()) or "none"
+
+
+def penalty_layers(entry: RegularizerConfig, layers: dict[str, str] = REFERENCE_LAYERS) -> list[str]:
+    """The names of `layers` ({name: kind}, in model order) an entry applies to, in model order.
+
+    Raises PlacementProblem for a name that is neither a layer nor a kind, or a kind the model has none of.
+    """
     if not entry.layers:
-        return list(LAYER_NAMES)
+        return list(layers)
     chosen = set()
     for name in entry.layers:
-        chosen.update(LAYER_KINDS.get(name, (name,)))
-    return [name for name in LAYER_NAMES if name in chosen]
+        if name in layers:
+            chosen.add(name)
+        elif name in LAYER_KINDS:
+            of_kind = {layer for layer, kind in layers.items() if kind == name}
+            if not of_kind:
+                raise PlacementProblem(
+                    f"the model has no {name} layer; its layers: {_inventory_text(layers)}", "layers"
+                )
+            chosen.update(of_kind)
+        else:
+            kinds = [kind for kind in LAYER_KINDS if kind in layers.values()]
+            raise PlacementProblem(
+                f"{show_value(name)} is not a layer name or kind; valid: {', '.join([*layers, *kinds])} "
+                f"(the model's layers: {_inventory_text(layers)})",
+                "layers",
+            )
+    return [name for name in layers if name in chosen]
+
+
+def plan_penalties(entries: list[RegularizerConfig], layers: dict[str, str]) -> dict[str, dict[str, int]]:
+    """Which entry sits on which target of which layer: {layer: {target: entry index}}, every
+    layer of `layers` ({name: kind}, in model order) present. The one placement rule, for the
+    reference CNN at validation and for any other model once built.
+
+    Raises PlacementProblem (its `at` starts with the entry's index) for a layer or kind the model
+    lacks, or two entries on one target of a layer.
+    """
+    plan: dict[str, dict[str, int]] = {name: {} for name in layers}
+    for i, entry in enumerate(entries):
+        if entry.type == "none":
+            continue
+        try:
+            chosen = penalty_layers(entry, layers)
+        except PlacementProblem as problem:
+            raise PlacementProblem(problem.message, i, *problem.at) from None
+        for layer in chosen:
+            for target in entry.targets:
+                if target in plan[layer]:
+                    raise PlacementProblem(
+                        f"{layer} {target} already carries regularizer[{plan[layer][target]}]; one penalty "
+                        "per target of a layer (merge them into one elasticnet entry)",
+                        i,
+                    )
+                plan[layer][target] = i
+    return plan
 
 
 class DataConfig(_Section):
     """Which data to train and test on."""
 
     dataset: Dataset = Field(
-        "emnist", description="emnist, digits (scikit-learn's, offline), synthetic (tests) or idx (MNIST-format files)."
+        "emnist",
+        description="emnist, digits (scikit-learn's, offline), synthetic (tests), idx (MNIST-format files), "
+        "npz (a .npz of arrays) or image_folder (train/ and test/, one folder of images per class).",
     )
     split: EmnistSplit = Field(
         "balanced", description="EMNIST's split: balanced, byclass, bymerge, digits, letters or mnist."
     )
     path: str | None = Field(
         None,
-        description="A NIST matlab.zip / gzip.zip, or a folder of IDX files (required for idx); default: download EMNIST.",
+        description="A NIST matlab.zip / gzip.zip, a folder of IDX files (required for idx), a .npz file (npz) or "
+        "a folder of images (image_folder); default: download EMNIST.",
     )
     limit: Annotated[int, Field(ge=1)] | None = Field(
         None, description="Use only the first N training samples (quick looks, tests); default: all."
@@ -194,11 +272,34 @@ class DataConfig(_Section):
     test_limit: Annotated[int, Field(ge=1)] | None = Field(
         None, description="Use only the first N test samples; default: all."
     )
+    image_size: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None,
+        exclude_if=_unset,
+        description="[height, width] every image is resized to (datasets npz and image_folder); "
+        "default: the images' own size, which must then be the same for all of them.",
+    )
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size_is_two_sides(cls, size: list[int] | None) -> list[int] | None:
+        if size is not None and len(size) != 2:
+            raise _rule(f"expected [height, width], got {len(size)} number{'s' * (len(size) != 1)}")
+        return size
 
     @model_validator(mode="after")
     def _path_fits_the_dataset(self) -> DataConfig:
         if self.dataset == "idx" and not self.path:
             raise _rule("required for dataset idx (a folder of MNIST-format IDX files)", "path")
+        if self.dataset == "npz" and not self.path:
+            raise _rule("required for dataset npz (a .npz file with x_train, y_train, x_test, y_test)", "path")
+        if self.dataset == "image_folder" and not self.path:
+            raise _rule(
+                "required for dataset image_folder (a folder with train/ and test/, one subfolder per class)", "path"
+            )
+        if self.image_size is not None and self.dataset not in ("npz", "image_folder"):
+            raise _rule(
+                f"dataset {self.dataset} has 28x28 images; image_size is for npz and image_folder", "image_size"
+            )
         if self.dataset in ("digits", "synthetic") and self.path:
             raise _rule(f"dataset {self.dataset} reads no files; remove path", "path")
         if self.path:
@@ -214,8 +315,11 @@ class DataConfig(_Section):
                     "starts in the folder regexp runs in)",
                     "path",
                 )
-            if self.dataset == "idx" and not is_dir:
-                raise _rule(f"{self.path} is a file; dataset idx reads a folder of MNIST-format IDX files", "path")
+            if self.dataset in ("idx", "image_folder") and not is_dir:
+                what = "MNIST-format IDX files" if self.dataset == "idx" else "images, one subfolder per class"
+                raise _rule(f"{self.path} is a file; dataset {self.dataset} reads a folder of {what}", "path")
+            if self.dataset == "npz" and is_dir:
+                raise _rule(f"{self.path} is a folder; dataset npz reads one .npz file", "path")
         return self
 
     def known_classes(self) -> int | None:
@@ -224,7 +328,7 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """The reference CNN's sizes."""
+    """The model: the reference CNN and its sizes, or `builder`, a function that builds another."""
 
     conv1_filters: Annotated[int, Field(ge=1)] = Field(32, description="Filters of the first 3×3 convolution, conv1.")
     conv2_filters: Annotated[int, Field(ge=1)] = Field(64, description="Filters of the second 3×3 convolution, conv2.")
@@ -235,6 +339,105 @@ class ModelConfig(_Section):
     num_classes: Annotated[int, Field(ge=2)] | None = Field(
         None, description="Output classes; default: as many as the dataset has (if given, it must agree)."
     )
+    builder: str | None = Field(
+        default=None,
+        exclude_if=_unset,
+        description="The function that builds the model, as 'module.path:function' (a module on PYTHONPATH) or "
+        "'./file.py:function' (a file relative to the config's folder). It is called as "
+        "function(input_shape, num_classes, **params) and returns an unregularized Keras model; "
+        "default: the reference CNN (conv1_filters, conv2_filters, dense_units and dropout are its arguments).",
+    )
+    params: dict[str, Any] | None = Field(
+        default=None,
+        exclude_if=_unset,
+        description="Keyword arguments for model.builder (a free mapping of names to values).",
+    )
+    # The builder's source file and its SHA-256, found at validation (None for the reference CNN).
+    _builder_file: Path | None = PrivateAttr(default=None)
+    _builder_sha256: str | None = PrivateAttr(default=None)
+
+    @field_validator("builder")
+    @classmethod
+    def _builder_is_a_reference(cls, builder: str | None) -> str | None:
+        if builder is None:
+            return None
+        match = BUILDER_FORMAT.fullmatch(builder.strip())
+        if not match:
+            raise _rule(f"{show_value(builder)} is not 'module.path:function' or './file.py:function'")
+        source = match["source"]
+        if not is_file_reference(source) and not MODULE_NAME.fullmatch(source):
+            raise _rule(f"{show_value(source)} is neither a module name (a.b.c) nor a .py file")
+        return builder.strip()
+
+    @model_validator(mode="after")
+    def _builder_source_found(self, info: ValidationInfo) -> ModelConfig:
+        if self.builder is None:
+            if self.params is not None:
+                raise _rule(
+                    "the reference CNN takes conv1_filters, conv2_filters, dense_units and dropout as model fields; "
+                    "params are the arguments of model.builder",
+                    "params",
+                )
+            return self
+        for field in REFERENCE_PARAMS:
+            if field in self.model_fields_set:
+                raise _rule(
+                    "belongs to the reference CNN; with model.builder, give the builder's arguments in model.params",
+                    field,
+                )
+        base = (info.context or {}).get("config_dir")
+        self._builder_file = builder_source(self.builder, Path(base) if base is not None else Path.cwd())
+        try:
+            self._builder_sha256 = hashlib.sha256(self._builder_file.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise _rule(f"{self._builder_file} cannot be read ({exc.strerror or exc})", "builder") from None
+        return self
+
+    @property
+    def builder_file(self) -> Path | None:
+        """The builder's source file (None for the reference CNN)."""
+        return self._builder_file
+
+    @property
+    def builder_sha256(self) -> str | None:
+        """The SHA-256 of the builder's source file (None for the reference CNN)."""
+        return self._builder_sha256
+
+    def builder_params(self) -> dict[str, Any]:
+        """The keyword arguments the builder is called with: the reference CNN's sizes, or `params`."""
+        if self.builder is None:
+            return {field: getattr(self, field) for field in REFERENCE_PARAMS}
+        return dict(self.params or {})
+
+
+def is_file_reference(source: str) -> bool:
+    """Whether a builder reference's part before the colon names a file (else a module)."""
+    return source.endswith(".py") or "/" in source or "\\" in source
+
+
+def builder_source(builder: str, config_dir: Path) -> Path:
+    """The source file of a builder reference: a file relative to `config_dir`, or the file a module
+    on the import path is read from (found without running it, except its parent packages).
+
+    Raises the validation rule for a file or module that is not there.
+    """
+    source = BUILDER_FORMAT.fullmatch(builder)["source"]
+    if is_file_reference(source):
+        path = (config_dir / Path(source).expanduser()).absolute()
+        if not path.is_file():
+            raise _rule(
+                f"no such file: {source} (looked for {path}; a relative file starts in the config's folder)", "builder"
+            )
+        return path
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(source)  # imports the parent packages, which may raise anything
+    except Exception as exc:  # noqa: BLE001 - said in one line, as any other bad reference
+        raise _rule(f"module {source} cannot be found ({type(exc).__name__}: {exc})", "builder") from None
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        raise _rule(f"no module named {source} on the import path (PYTHONPATH), or it has no source file", "builder")
+    return Path(spec.origin)
 
 
 class TrainingConfig(_Section):
@@ -390,22 +593,12 @@ class ExperimentConfig(_Section):
             return regularizer
         if not regularizer:
             raise _rule("empty list; leave regularizer out for no penalty")
-        seen: dict[tuple[str, str], int] = {}
         dumped = [entry.model_dump(by_alias=True) for entry in regularizer]
         for i, entry in enumerate(regularizer):
             if dumped[i] in dumped[:i]:
                 raise _rule(f"repeats regularizer[{dumped.index(dumped[i])}]", i)
             if entry.type == "none":
                 raise _rule("'none' has no place in a list of penalties; remove the entry", i, "type")
-            for layer in penalty_layers(entry):
-                for target in entry.targets:
-                    if (layer, target) in seen:
-                        raise _rule(
-                            f"{layer} {target} already carries regularizer[{seen[layer, target]}]; one penalty "
-                            "per target of a layer (merge them into one elasticnet entry)",
-                            i,
-                        )
-                    seen[layer, target] = i
         return regularizer
 
     @field_validator("sweep", mode="before")
@@ -449,9 +642,18 @@ class ExperimentConfig(_Section):
             for key in self.sweep or {}:
                 if key.startswith("regularizer."):
                     raise _rule("cannot sweep a field of a list of regularizers", "sweep", key)
+        if self.model.builder is None:  # another model's layers are known once it is built (regexp.model)
+            try:
+                plan_penalties(self.penalties, REFERENCE_LAYERS)
+            except PlacementProblem as problem:
+                raise _rule(problem.message, *self.penalty_location(problem.at)) from None
         if self.search is not None:
             self._search_fits_this_config()
         return self
+
+    def penalty_location(self, at: tuple) -> tuple:
+        """The field path of a PlacementProblem's `at` (entry index first) as the file spells it."""
+        return ("regularizer", *(at if isinstance(self.regularizer, list) else at[1:]))
 
     def _search_fits_this_config(self) -> None:
         """Each searched field exists here, a range sits on a number, and the config validates at
@@ -728,13 +930,14 @@ def _is_number(text: str) -> bool:
 # --------------------------------------------------------------------------- loading
 
 
-def validate(data: dict, source: str, default_name: str) -> ExperimentConfig:
+def validate(data: dict, source: str, default_name: str, config_dir: Path | None = None) -> ExperimentConfig:
     """Validate a raw mapping into a resolved ExperimentConfig, or raise ConfigError.
 
-    `default_name` names the run when `data` gives no name (sanitized: usually the file's stem).
+    `default_name` names the run when `data` gives no name (sanitized: usually the file's stem);
+    a `model.builder` file is found relative to `config_dir` (default: the current folder).
     """
     try:
-        return ExperimentConfig.model_validate(data, context={"default_name": default_name})
+        return ExperimentConfig.model_validate(data, context={"default_name": default_name, "config_dir": config_dir})
     except ValidationError as exc:
         raise config_error(f"{source}: {_error_line(exc)}") from None
 
@@ -751,20 +954,28 @@ def load_config(path: Path | str, overrides: list[str] = ()) -> ExperimentConfig
     """Read, override and validate one config file."""
     path = Path(path)
     data, source = _read_with_overrides(path, overrides)
-    return validate(data, source, path.stem)
+    return validate(data, source, path.stem, path.parent)
 
 
 # --------------------------------------------------------------------------- resolution and identity
 
 
 def resolved_dict(config: ExperimentConfig) -> dict:
-    """The fully resolved config as plain data, in the file's own layout."""
-    return config.model_dump(by_alias=True, mode="json", exclude={"sweep", "search"})
+    """The fully resolved config as plain data, in the file's own layout (with model.builder,
+    without the reference CNN's sizes, which it does not use); sweep and search left out."""
+    exclude: dict = {"sweep": True, "search": True}
+    if config.model.builder is not None:
+        exclude["model"] = set(REFERENCE_PARAMS)
+    return config.model_dump(by_alias=True, mode="json", exclude=exclude)
 
 
 def to_yaml(config: ExperimentConfig) -> str:
-    """The resolved config as YAML, for config.yaml in a run folder."""
-    return yaml.safe_dump(resolved_dict(config), sort_keys=False)
+    """The resolved config as YAML, for config.yaml in a run folder; with model.builder, a last
+    comment line gives its file's SHA-256 (so that a run is not resumed with a changed model)."""
+    text = yaml.safe_dump(resolved_dict(config), sort_keys=False)
+    if config.model.builder is not None:
+        text += f"# model.builder {config.model.builder_file}: SHA-256 {config.model.builder_sha256}\n"
+    return text
 
 
 def _digest(data: dict) -> str:
@@ -772,17 +983,24 @@ def _digest(data: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def config_hash(config: ExperimentConfig) -> str:
-    """Identity of what the run computes: the resolved config without its name."""
+def _identity_data(config: ExperimentConfig) -> dict:
+    """What the run computes: the resolved config without its name, with the SHA-256 of a
+    model.builder's source file (so a changed model file is a different config)."""
     data = resolved_dict(config)
     data.pop("name")
-    return _digest(data)
+    if config.model.builder is not None:
+        data["model"]["builder_sha256"] = config.model.builder_sha256
+    return data
+
+
+def config_hash(config: ExperimentConfig) -> str:
+    """Identity of what the run computes: the resolved config without its name (and a builder's file digest)."""
+    return _digest(_identity_data(config))
 
 
 def group_hash(config: ExperimentConfig) -> str:
     """Identity of the config up to its seed: runs that differ only in seed share it."""
-    data = resolved_dict(config)
-    data.pop("name")
+    data = _identity_data(config)
     data["training"].pop("seed")
     return _digest(data)
 
@@ -812,8 +1030,9 @@ def _format_value(value: Any) -> str:
     return safe_text(text) or "_"  # keeps a sign: -1 stays -1
 
 
-def expand(config: ExperimentConfig, raw: dict, source: str) -> list[RunSpec]:
-    """Expand a config's `sweep:` grid into one RunSpec per combination, validated."""
+def expand(config: ExperimentConfig, raw: dict, source: str, config_dir: Path | None = None) -> list[RunSpec]:
+    """Expand a config's `sweep:` grid into one RunSpec per combination, validated (a builder file
+    relative to `config_dir`)."""
     base_name = config.name
     if not config.sweep:
         return [RunSpec(base_name, base_name, config, source)]
@@ -847,7 +1066,7 @@ def expand(config: ExperimentConfig, raw: dict, source: str) -> list[RunSpec]:
         names[name] = values
         data["name"] = name
         point_source = f"{source} [sweep {point}]"
-        point_config = validate(data, point_source, base_name)
+        point_config = validate(data, point_source, base_name, config_dir)
         group = "__".join([base_name, *group_parts])
         specs.append(RunSpec(name, group, point_config, point_source))
     return specs
@@ -868,7 +1087,7 @@ def load_runs(path: Path | str, overrides: list[str] = (), seeds: int | None = N
     data, source = _read_with_overrides(path, overrides)
     if seeds is not None:
         data = with_seed_grid(data, seeds)
-    config = validate(data, source, path.stem)
+    config = validate(data, source, path.stem, path.parent)
     raw = copy.deepcopy(data)
     raw["name"] = config.name
-    return expand(config, raw, source)
+    return expand(config, raw, source, path.parent)

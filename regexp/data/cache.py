@@ -3,7 +3,8 @@
 Folder: `$REGEXP_CACHE` if set, else `~/.cache/regexp`. It holds
 
 - `arrays/<label>-<digest>.npz`: one compressed archive per dataset, split and source, with
-  `x_train`, `y_train`, `x_test`, `y_test` as uint8 and the `key` they were made from;
+  `x_train`, `y_train`, `x_test`, `y_test` (and `x_val`, `y_val` where the data brings them),
+  images as uint8, and the `key` they were made from;
 - `downloads/`: archives fetched from the network (see `regexp.data.emnist`).
 
 An entry's key is a small JSON-able dict naming the dataset, the split and the source: for a
@@ -27,6 +28,7 @@ import numpy as np
 
 CACHE_ENV = "REGEXP_CACHE"
 ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test")
+VALIDATION_NAMES = ("x_val", "y_val")
 
 log = logging.getLogger(__name__)
 
@@ -59,49 +61,61 @@ def entry_path(label: str, key: dict) -> Path:
 
 
 def load_arrays(label: str, key: dict) -> tuple[np.ndarray, ...] | None:
-    """The cached (x_train, y_train, x_test, y_test) for `key` (labels as int64), or None."""
+    """The cached (x_train, y_train, x_test, y_test[, x_val, y_val]) for `key` (labels as int64), or None."""
     path = entry_path(label, key)
     try:
         with np.load(path) as entry:
             if str(entry["key"]) != _key_text(key):
                 return None
-            x_train, y_train, x_test, y_test = (entry[name] for name in ARRAY_NAMES)
+            names = ARRAY_NAMES + (VALIDATION_NAMES if "x_val" in entry.files else ())
+            arrays = [entry[name] for name in names]
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         # An unreadable entry is only a cache miss: it is decoded again and overwritten.
         log.warning("ignoring unreadable cache entry %s: %s", path, exc)
         return None
-    problem = _arrays_problem(x_train, y_train, x_test, y_test)
+    problem = _arrays_problem(arrays)
     if problem:
         log.warning("ignoring cache entry %s: %s", path, problem)  # a miss: decoded again and overwritten
         return None
-    return x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64)
+    return tuple(array.astype(np.int64) if i % 2 else array for i, array in enumerate(arrays))
 
 
-def _arrays_problem(x_train, y_train, x_test, y_test) -> str | None:
-    """What is wrong with a cache entry's arrays as save_arrays writes them (uint8 images and labels,
-    one label per image), or None."""
-    for name, array in zip(ARRAY_NAMES, (x_train, y_train, x_test, y_test)):
-        if array.dtype != np.uint8:
-            return f"{name} is {array.dtype}, not uint8"
-    for images, labels, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
+def _fits_a_byte(labels: np.ndarray) -> bool:
+    return not len(labels) or (int(labels.min()) >= 0 and int(labels.max()) <= 255)
+
+
+def _arrays_problem(arrays: list[np.ndarray]) -> str | None:
+    """What is wrong with a cache entry's arrays as save_arrays writes them (uint8 images, uint8 or
+    int64 labels, one label per image, every split's images of one shape), or None."""
+    names = ARRAY_NAMES + VALIDATION_NAMES
+    for i in range(0, len(arrays), 2):
+        images, labels = arrays[i], arrays[i + 1]
+        if images.dtype != np.uint8:
+            return f"{names[i]} is {images.dtype}, not uint8"
+        if labels.dtype not in (np.uint8, np.int64):
+            return f"{names[i + 1]} is {labels.dtype}, not uint8 or int64"
         if images.ndim < 2 or labels.ndim != 1 or len(images) != len(labels):
-            return f"{split} images {images.shape} and labels {labels.shape} do not pair up"
-    if x_train.shape[1:] != x_test.shape[1:]:
-        return f"train images {x_train.shape[1:]} and test images {x_test.shape[1:]} differ in shape"
+            return f"{names[i]} {images.shape} and {names[i + 1]} {labels.shape} do not pair up"
+        if images.shape[1:] != arrays[0].shape[1:]:
+            return f"{names[i]} {images.shape[1:]} and {names[0]} {arrays[0].shape[1:]} differ in shape"
     return None
 
 
 def save_arrays(label: str, key: dict, arrays: tuple[np.ndarray, ...]) -> Path | None:
-    """Store (x_train, y_train, x_test, y_test) under `key`, atomically; None if it cannot be written.
+    """Store (x_train, y_train, x_test, y_test[, x_val, y_val]) under `key`, atomically; None if it
+    cannot be written.
 
-    Labels must fit in uint8 (every dataset here has at most 62 classes). A cache that cannot
+    Images are stored as uint8, labels as uint8 where they fit (else int64). A cache that cannot
     be written costs only speed, so that is a warning, not an error.
     """
     path = entry_path(label, key)
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    stored = {name: np.asarray(array, dtype=np.uint8) for name, array in zip(ARRAY_NAMES, arrays)}
+    stored = {
+        name: np.asarray(array, dtype=np.uint8 if i % 2 == 0 or _fits_a_byte(array) else np.int64)
+        for i, (name, array) in enumerate(zip(ARRAY_NAMES + VALIDATION_NAMES, arrays))
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as out:

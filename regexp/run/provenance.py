@@ -108,7 +108,8 @@ def file_sha256(path: Path) -> str:
 
 
 def source_files(data) -> list[Path]:
-    """The files a run's data config reads (none for digits and synthetic)."""
+    """The files a run's data config reads (none for digits and synthetic; an image folder's are
+    recorded as one entry, see `data_source`)."""
     from regexp.data import emnist, idx
 
     if data.dataset == "emnist":
@@ -118,7 +119,53 @@ def source_files(data) -> list[Path]:
         return idx.locate(path, emnist.idx_names(data.split)) if path.is_dir() else [path]
     if data.dataset == "idx":
         return idx.locate(Path(data.path).expanduser(), idx.MNIST_FILE_NAMES)
+    if data.dataset == "npz":
+        return [Path(data.path).expanduser()]
     return []
+
+
+def folder_sha256(files: list[Path], root: Path) -> str:
+    """One SHA-256 for a set of files: of each file's path relative to `root` and its own SHA-256,
+    in order. Computed once per listing of (path, size, mtime) and kept in the cache folder."""
+    identity = [cache.file_identity(path) for path in files]
+    key = json.dumps(identity, sort_keys=True)
+    entry = cache.cache_dir() / "digests" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    try:
+        stored = json.loads(entry.read_text())
+        if stored.get("identity") == identity:
+            return stored["sha256"]
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    digest = hashlib.sha256()
+    for path in files:
+        one = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(DIGEST_CHUNK):
+                one.update(chunk)
+        digest.update(f"{path.relative_to(root).as_posix()} {one.hexdigest()}\n".encode())
+    sha = digest.hexdigest()
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(entry, json.dumps({"identity": identity, "sha256": sha}))
+    except OSError:
+        pass  # a cache that cannot be written costs only time
+    return sha
+
+
+def image_folder_source(path: str) -> dict:
+    """An image folder as one entry: the folder, its image count, their total size, and one
+    SHA-256 over their relative paths and contents (`folder_sha256`)."""
+    from regexp.data import image_folder
+
+    root = Path(path).expanduser()
+    listing = image_folder.image_files(root)
+    files = [file for split in image_folder.SPLITS for group in listing[split].values() for file in group]
+    return {
+        "path": str(root.resolve()),
+        "images": len(files),
+        "size": sum(file.stat().st_size for file in files),
+        "sha256": folder_sha256(files, root),
+    }
 
 
 def data_source(data) -> dict:
@@ -130,6 +177,8 @@ def data_source(data) -> dict:
         return {"files": None, "made_by": f"scikit-learn {sklearn.__version__} load_digits"}
     if data.dataset == "synthetic":
         return {"files": None, "made_by": f"regexp {regexp_version()} regexp.data.synthetic"}
+    if data.dataset == "image_folder":
+        return {"files": [image_folder_source(data.path)]}
     return {
         "files": [
             {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": file_sha256(path)}

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from regexp import results
 from regexp.config import RunSpec, config_hash, group_hash, to_yaml
-from regexp.data import Dataset, load_dataset
-from regexp.errors import DataError, ResultsError
+from regexp.data import Dataset, check_batches, load_dataset
+from regexp.errors import DataError, ModelError, ResultsError
 from regexp.results.record import MAX_ERROR_LENGTH, MAX_TRACEBACK_LENGTH, RunStatus
 
 # How a run ended as its record says (RunStatus), and what else a sweep can report about one.
@@ -102,6 +102,11 @@ def load_run_data(spec: RunSpec) -> Dataset:
             _DATA_MEMO[key] = load_dataset(spec.config.data, spec.config.model.num_classes)
         except DataError as exc:
             raise DataError(f"{spec.source}: {exc}") from None
+    training = spec.config.training
+    try:
+        check_batches(_DATA_MEMO[key], spec.config.data, training.batch_size, training.validation_split)
+    except DataError as exc:
+        raise DataError(f"{spec.source}: {exc}") from None
     return _DATA_MEMO[key]
 
 
@@ -183,12 +188,28 @@ def run_experiment(
     if existing_completed(spec, root, force):
         return skipped_outcome(spec, root)
     data = load_run_data(spec)
+    prepared = prepare_run(spec, data, threads)
     results.ensure_writable_root(root)
     with results.RunLock(root, spec.name):
         if existing_completed(spec, root, force):  # completed by another process since the check above
             return skipped_outcome(spec, root)
         set_aside_damaged_run(root, spec.name)
-        return _run_locked(spec, root, data, verbose, threads, should_prune)
+        return _run_locked(spec, root, data, verbose, threads, prepared, should_prune)
+
+
+def prepare_run(spec: RunSpec, data: Dataset, threads: int | None):
+    """The training stage's set-up (`session.prepare_training`: runtime settings, input streams and
+    the compiled model) before anything is written, so that a model builder that does not build a
+    fitting model, or penalties its layers cannot take, are one line naming the config (ModelError).
+    None where it crashed otherwise: `train_run` tries again and the run is recorded as failed."""
+    from regexp.training.session import prepare_training
+
+    try:
+        return prepare_training(spec.config, data, threads)
+    except ModelError as exc:
+        raise ModelError(f"{spec.source}: {exc}") from None
+    except Exception:  # noqa: BLE001 - recorded as the run's failure when train_run meets it again
+        return None
 
 
 def skipped_outcome(spec: RunSpec, root: Path, quiet: bool = False) -> RunOutcome:
@@ -199,7 +220,9 @@ def skipped_outcome(spec: RunSpec, root: Path, quiet: bool = False) -> RunOutcom
     return RunOutcome(spec.name, SKIPPED, final, results.read_metrics(final))
 
 
-def _run_locked(spec: RunSpec, root: Path, data: Dataset, verbose, threads, should_prune=None) -> RunOutcome:
+def _run_locked(
+    spec: RunSpec, root: Path, data: Dataset, verbose, threads, prepared=None, should_prune=None
+) -> RunOutcome:
     """Stage, train, record and promote one run; its lock is held by the caller."""
     final = results.run_dir(root, spec.name)
     staging = results.staging_dir(root, spec.name)
@@ -210,7 +233,7 @@ def _run_locked(spec: RunSpec, root: Path, data: Dataset, verbose, threads, shou
         raise ResultsError(f"{staging}: cannot write ({exc.strerror or exc})") from None
     started = time.perf_counter()
     try:
-        metrics = _train_and_record(spec, data, staging, resumed, verbose, threads, should_prune)
+        metrics = _train_and_record(spec, data, staging, resumed, verbose, threads, prepared, should_prune)
     except KeyboardInterrupt:
         raise
     except OSError as exc:
@@ -262,7 +285,7 @@ def _failure_metrics(spec: RunSpec, message: str, trace: str, seconds: float) ->
     }
 
 
-def _train_and_record(spec, data, staging, resumed, verbose, threads, should_prune=None) -> dict:
+def _train_and_record(spec, data, staging, resumed, verbose, threads, prepared=None, should_prune=None) -> dict:
     """Train the run in `staging`, draw its curves and write its metrics.json: the run record."""
     # TensorFlow is imported here, not at module level: the CLI must start without it.
     from regexp.run import provenance
@@ -281,6 +304,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, should_pru
         verbose=verbose,
         threads=threads,
         should_stop=should_prune,
+        prepared=prepared,
     )
     plots.plot_run(staging, trained.rows, spec.name)
     metrics = {
@@ -301,7 +325,8 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, should_pru
         "param_count": trained.param_count,
         "sparsity": trained.sparsity,
         "activations": trained.activations,
-        "penalties": model_lib.penalty_summary(config),
+        "model": trained.model,
+        "penalties": trained.penalties,
         "activity_penalty": model_lib.activity_semantics(),
         "data": trained.data_counts,
         "training_path": trained.training_path,

@@ -68,8 +68,21 @@ class Report:
 # --------------------------------------------------------------------------- reading weights
 
 
-def read_kernels(path: Path, max_values: int) -> dict[str, np.ndarray]:
-    """The kernel of each of LAYER_NAMES found in a Keras 3 `.weights.h5` file.
+def recorded_layers(runs: list[SavedRun]) -> tuple[str, ...]:
+    """The names of the layers that carry a kernel, from the runs' own metrics.json (`model.layers`,
+    else `sparsity.layers`), in the order first recorded; the reference CNN's when none says."""
+    names: dict[str, None] = {}
+    for run in runs:
+        model, sparsity = run.metrics.get("model"), run.metrics.get("sparsity")
+        layers = model.get("layers") if isinstance(model, dict) else None
+        if not isinstance(layers, dict) and isinstance(sparsity, dict):
+            layers = sparsity.get("layers")
+        names.update(dict.fromkeys(layers if isinstance(layers, dict) else ()))
+    return tuple(names) or LAYER_NAMES
+
+
+def read_kernels(path: Path, max_values: int, names: tuple[str, ...] = LAYER_NAMES) -> dict[str, np.ndarray]:
+    """The kernel (the first variable) of each layer of `names` found in a Keras 3 `.weights.h5` file.
 
     Keras 3 stores a layer's variables under `layers/<class name>/vars/` (that group's
     `name` attribute is the layer's name), numbered in creation order: 0 is the kernel.
@@ -83,7 +96,7 @@ def read_kernels(path: Path, max_values: int) -> dict[str, np.ndarray]:
     found: dict[str, h5py.Dataset] = {}
 
     def visit(_name, item):
-        if isinstance(item, h5py.Group) and item.attrs.get("name") in LAYER_NAMES and "0" in item:
+        if isinstance(item, h5py.Group) and item.attrs.get("name") in names and "0" in item:
             if isinstance(item["0"], h5py.Dataset):
                 found[str(item.attrs["name"])] = item["0"]
 
@@ -120,11 +133,12 @@ def _weight_histograms(runs: list[SavedRun], label_of: dict[int, str]) -> tuple[
             notes[name] = NOT_RECORDED
             continue
         try:
-            kernels = read_kernels(path, run.metrics.get("param_count") or MAX_PARAMS)
+            layers = recorded_layers([run])
+            kernels = read_kernels(path, run.metrics.get("param_count") or MAX_PARAMS, layers)
         except (OSError, KeyError, ValueError, TypeError) as exc:
             notes[name] = f"cannot be read ({exc})"
             continue
-        missing = [layer for layer in LAYER_NAMES if layer not in kernels]
+        missing = [layer for layer in layers if layer not in kernels]
         notes[name] = "saved" + (f" (no {', '.join(missing)})" if missing else "")
         per_layer = histograms.setdefault(label_of[id(run.metrics)], {})
         for layer, kernel in kernels.items():
@@ -498,7 +512,7 @@ def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dic
     without = sorted(n for n, note in material.weight_notes.items() if note != "saved" and not note.startswith("saved"))
     add(
         "weights",
-        report_figures.weight_histograms(ordered, LAYER_NAMES, threshold, colors),
+        report_figures.weight_histograms(ordered, recorded_layers(runs), threshold, colors),
         "Distribution of the final kernel weights' magnitudes per layer (log scale), each config's seeds pooled: "
         "L1 pushes weights towards zero (mass to the left of the dotted near-zero threshold), L2 shrinks them "
         "without zeroing them." + (f" Weights not recorded by: {', '.join(without)}." if without else ""),
@@ -511,7 +525,9 @@ def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dic
     add(
         "activations",
         report_figures.activation_bars(
-            {label: activations[label] for label in config_order if label in activations}, LAYER_NAMES, colors
+            {label: activations[label] for label in config_order if label in activations},
+            recorded_layers(runs),
+            colors,
         ),
         "Mean |activation| and the fraction of exactly-zero activations of each layer on the test set: an activity "
         "penalty shrinks the activations themselves; zeros after ReLU are units switched off. dense2's outputs are the "
@@ -691,13 +707,14 @@ def _versions(material: _Material) -> list[str]:
 
 
 def _sparsity_table(material: _Material) -> tuple[list[str], list[list[str]]]:
-    header = ["config", *LAYER_NAMES, "overall"]
+    layers = recorded_layers(material.runs)
+    header = ["config", *layers, "overall"]
     body = [
         [
             r.config,
             *(
                 f"{material.sparsity[r.config][k]:.1%}" if k in material.sparsity[r.config] else "–"
-                for k in (*LAYER_NAMES, "overall")
+                for k in (*layers, "overall")
             ),
         ]
         for r in material.rows

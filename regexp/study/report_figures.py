@@ -180,7 +180,7 @@ def weight_histograms(
         return None
     shown = (edges[max(0, min(used) - 2)], edges[min(WEIGHT_BINS, max(used) + 3)])
     fig = _figure_with_legend_below(len(histograms) + bool(threshold), 3.6, wspace=0.22)
-    axes = fig.subplots(1, len(layers))
+    axes = fig.subplots(1, len(layers), squeeze=False)[0]  # an array even for a model with one such layer
     for ax, layer in zip(axes, layers):
         for label, per_layer in histograms.items():
             counts = per_layer.get(layer)

@@ -46,6 +46,8 @@ class TrainedRun:
     sparsity: dict | None = None
     activations: dict | None = None
     data_counts: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)  # model_lib.model_identity
+    penalties: dict = field(default_factory=dict)  # model_lib.penalty_summary, as placed on the model
     training_path: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
 
@@ -58,7 +60,7 @@ def prepare_training(config: ExperimentConfig, data: Dataset, threads: int | Non
     precision, precision_reason = train.choose_precision(config.training.precision)
     train.enable_determinism(config.training.seed)
     splits = train.make_splits(data, config.training.batch_size, config.training.validation_split, config.training.seed)
-    model = model_lib.build_model(config, data.num_classes, precision)
+    model = model_lib.build_model(config, data.num_classes, precision, input_shape=data.input_shape)
     per_call = train.steps_per_execution(splits.steps_per_epoch, train.MAX_STEPS_PER_EXECUTION)
     model_lib.compile_model(model, config.training.learning_rate, per_call)
     return model, splits, precision, precision_reason, thread_counts
@@ -75,18 +77,22 @@ def train_run(
     threads: int | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
     should_stop: Callable[[int, dict], bool] | None = None,
+    prepared: tuple | None = None,
 ) -> TrainedRun:
     """Train `config` on `data` in `staging` (resuming from its checkpoint if `resumed`), evaluate
     it, and write the run's training files there: model.txt, history.csv after every epoch,
     TensorBoard events, the final weights; the checkpoint is removed once training has ended.
 
     `should_stop(epoch, logs)`, asked after each epoch (regexp tune's pruner), ends training
-    there when it says so; such a run is not evaluated on the test set."""
-    model, splits, precision, precision_reason, thread_counts = prepare_training(config, data, threads)
+    there when it says so; such a run is not evaluated on the test set.
+    `prepared`: what `prepare_training` returned for this run, if the caller called it already."""
+    model, splits, precision, precision_reason, thread_counts = prepared or prepare_training(config, data, threads)
     if precision == "float32" and config.training.precision == "auto":
         say_once(f"no native bfloat16 on this machine ({precision_reason}): training in float32")
     board = tensorboard_log.RunBoard(
-        staging / tensorboard_log.FOLDER, name, tensorboard_log.hyperparameters(config, precision)
+        staging / tensorboard_log.FOLDER,
+        name,
+        tensorboard_log.hyperparameters(config, precision, model_lib.layer_inventory(model)),
     )
     results.write_text_atomic(staging / results.MODEL_SUMMARY, model_lib.model_summary(model, config))
 
@@ -144,7 +150,10 @@ def train_run(
             "train": splits.train_size,
             "validation": splits.validation_size,
             "test": splits.test_size,
+            "input_shape": list(data.input_shape),
         },
+        model=model_lib.model_identity(config, model),
+        penalties=model_lib.penalty_summary(config, model),
         training_path={
             "input": "tf.data (uint8 in memory, autotune off, repeating stream of index-shuffled batches, "
             + (f"{splits.prefetch} prefetched)" if splits.prefetch else "no prefetch on CPU)"),
@@ -153,6 +162,7 @@ def train_run(
             "precision_reason": precision_reason,
             "threads": thread_counts,
             **speedups.describe(config.training.fast_path, _has_activity_penalty(config)),
+            "layers": model_lib.layer_paths(model),
         },
         versions=train.versions(),
     )

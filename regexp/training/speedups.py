@@ -1,5 +1,6 @@
-"""regexp's faster stand-ins for two Keras parts of the reference CNN, used when
-`training.fast_path` is true (the default); with it false the model is stock Keras.
+"""regexp's faster stand-ins for two Keras parts of a model, used when `training.fast_path` is
+true (the default) and only where they compute what the stock part computes; with it false, and
+on every other layer, the model is stock Keras.
 
 - `RandomBitsDropout`: Keras's Dropout with its mask cut from random integers instead of
   random floats: the same layer in expectation, cheaper to draw.
@@ -120,6 +121,48 @@ class RandomBitsDropout(keras.layers.Dropout):
 def dropout_layer(fast_path: bool) -> type[keras.layers.Dropout]:
     """The dropout layer class of a path: RandomBitsDropout, or Keras's Dropout."""
     return RandomBitsDropout if fast_path else keras.layers.Dropout
+
+
+def takes_fast_dropout(layer: keras.layers.Layer) -> bool:
+    """Whether RandomBitsDropout can stand in for a layer: Keras's own Dropout (not a subclass,
+    whose `call` may differ) drawing one value per element."""
+    return type(layer) is keras.layers.Dropout and layer.noise_shape is None
+
+
+def speed_up_dropout(model: keras.Model, fast_path: bool) -> None:
+    """On the fast path, turn the model's Keras Dropout layers that RandomBitsDropout can stand in
+    for into RandomBitsDropout, in place (nested models too).
+
+    The layer's class is changed rather than the layer rebuilt: RandomBitsDropout adds no state
+    to Dropout, and the layer keeps its seed generator, so the model is the one its builder
+    made, with the same initial weights and seeds as a model built with RandomBitsDropout.
+    """
+    if not fast_path:
+        return
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            speed_up_dropout(layer, fast_path)
+        elif takes_fast_dropout(layer):
+            object.__setattr__(layer, "__class__", RandomBitsDropout)
+
+
+def layer_paths(layers) -> dict[str, str]:
+    """{name: path} for each dropout layer and each layer with an activity penalty among `layers`
+    (nested models' too): which took regexp's fast path, which kept Keras's own."""
+    paths: dict[str, str] = {}
+    for layer in layers:
+        if isinstance(layer, keras.Model):
+            paths.update(layer_paths(layer.layers))
+            continue
+        parts = []
+        if isinstance(layer, keras.layers.Dropout):
+            parts.append("dropout: " + ("RandomBitsDropout" if type(layer) is RandomBitsDropout else "Keras"))
+        penalty = getattr(layer, "activity_regularizer", None)
+        if penalty is not None:
+            parts.append("activity penalty: " + ("fused (XLA)" if isinstance(penalty, ActivityPenalty) else "Keras"))
+        if parts:
+            paths[layer.name] = "; ".join(parts)
+    return paths
 
 
 FUSED_PENALTIES = (keras.regularizers.L1, keras.regularizers.L2, keras.regularizers.L1L2)

@@ -101,18 +101,19 @@ def _whole(path: Path, records: list[bytes]) -> bool:
     return path.stat().st_size == len(_encode(records))
 
 
-def hyperparameters(config, precision: str) -> dict:
+def hyperparameters(config, precision: str, layers: dict[str, str] | None = None) -> dict:
     """The run's hyper-parameters as HParams values (str, int, float, bool): the regularizer as
     written (`regularizer.type`, or `regularizer.0.type` ... for a list), for a list also where
     each layer's penalties sit (`placement.conv1`: "kernel l2 0.01, activity l1 0.001"), and the
-    training settings, with the precision actually used."""
-    from regexp.config import resolved_dict
+    training settings, with the precision actually used. `layers`: the model's {name: kind}
+    (default: the reference CNN's)."""
+    from regexp.config import REFERENCE_LAYERS, resolved_dict
     from regexp.training.model import describe_penalty, layer_penalties
 
     resolved = resolved_dict(config)
     values = flatten({"regularizer": resolved["regularizer"]})
     if isinstance(config.regularizer, list):
-        for layer, targets in layer_penalties(config).items():
+        for layer, targets in layer_penalties(config, layers or REFERENCE_LAYERS).items():
             values[f"placement.{layer}"] = (
                 ", ".join(
                     f"{target} "

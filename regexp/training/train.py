@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from regexp import results
-from regexp.config import LAYER_NAMES
-from regexp.data import Dataset
+from regexp.data import Dataset, validation_cut
 from regexp.tf_runtime import keras, tf
 from regexp.training import checkpoint
+from regexp.training.model import kernel_layers
 
 # Batches prepared ahead by tf.data's own thread: on a GPU only. On CPU that thread competes
 # with the training step's threads for the same cores (benchmarks/README.md).
@@ -127,8 +127,9 @@ class Splits:
 
 
 def _to_model_input(images, labels):
+    """uint8 images (a batch of (H, W) or (H, W, C)) -> float32 in [0, 1] with a channel axis."""
     images = tf.cast(images, tf.float32) * (1.0 / 255.0)
-    return tf.expand_dims(images, -1), labels
+    return (tf.expand_dims(images, -1) if images.shape.rank == 3 else images), labels
 
 
 def _options() -> tf.data.Options:
@@ -188,13 +189,18 @@ def prefetch_batches() -> int:
 
 def make_splits(data: Dataset, batch_size: int, validation_split: float, seed: int) -> Splits:
     """Hold out the last `validation_split` of the training data (as Keras's validation_split
-    does), and build the shuffled, repeating training stream and the two evaluation streams."""
-    n = len(data.x_train)
-    split_at = int(math.ceil(n * (1.0 - validation_split)))
-    if split_at == 0 or split_at == n:
-        raise ValueError(f"validation_split {validation_split} leaves no training or no validation data of {n}")
-    x_train, y_train = data.x_train[:split_at], data.y_train[:split_at]
-    x_val, y_val = data.x_train[split_at:], data.y_train[split_at:]
+    does), unless the data brings its own validation set, and build the shuffled, repeating
+    training stream and the two evaluation streams."""
+    if data.x_val is not None:
+        x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
+        n, split_at = len(x_train) + len(x_val), len(x_train)
+    else:
+        n = len(data.x_train)
+        split_at = validation_cut(n, validation_split)
+        if split_at == 0 or split_at == n:
+            raise ValueError(f"validation_split {validation_split} leaves no training or no validation data of {n}")
+        x_train, y_train = data.x_train[:split_at], data.y_train[:split_at]
+        x_val, y_val = data.x_train[split_at:], data.y_train[split_at:]
     ahead = prefetch_batches()
     first_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="first_epoch")
 
@@ -361,11 +367,14 @@ def evaluate(model: keras.Model, splits: Splits) -> tuple[float, float]:
 
 
 def activation_statistics(model: keras.Model, stream: tf.data.Dataset) -> dict[str, dict[str, float]]:
-    """{layer: {"mean_abs", "zero_fraction"}} of conv1, conv2, dense1 and dense2's outputs (after
-    their activation) over `stream`, in inference mode, one batch at a time: the mean |output|
-    and the fraction of outputs exactly 0. Outputs are read in float32 (bfloat16 ones cast up)
-    and summed in float64."""
-    probe = keras.Model(model.inputs, [model.get_layer(name).output for name in LAYER_NAMES])
+    """{layer: {"mean_abs", "zero_fraction"}} of the outputs (after their activation) of the model's
+    layers that carry a kernel (those of the model itself; a nested model's inner layers have no
+    output in the model's graph) over `stream`, in inference mode, one batch at a time: the mean
+    |output| and the fraction of outputs exactly 0. Outputs are read in float32 (bfloat16 ones
+    cast up) and summed in float64."""
+    top = {layer.name for layer in model.layers}
+    names = [name for name in kernel_layers(model) if name in top]
+    probe = keras.Model(model.inputs, [model.get_layer(name).output for name in names])
 
     @tf.function
     def batch_sums(images):
@@ -383,12 +392,12 @@ def activation_statistics(model: keras.Model, stream: tf.data.Dataset) -> dict[s
             )
         return tf.stack(sums)
 
-    totals = np.zeros((len(LAYER_NAMES), 3))
+    totals = np.zeros((len(names), 3))
     for images, _ in stream:
         totals += batch_sums(images).numpy()
     return {
         name: {"mean_abs": float(total_abs / count), "zero_fraction": float(zeros / count)}
-        for name, (total_abs, zeros, count) in zip(LAYER_NAMES, totals)
+        for name, (total_abs, zeros, count) in zip(names, totals)
     }
 
 
