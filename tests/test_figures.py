@@ -74,3 +74,11 @@ def test_every_figure_module_uses_one_resolution_and_palette():
     labels = [f"c{i}" for i in range(12)]
     assert report_figures.config_colors(labels) == figure_style.config_colors(labels)
     assert [s["color"] for s in figure_style.line_styles(12)] == list(figure_style.config_colors(labels).values())
+
+
+def test_a_lambda_grid_whose_runs_all_failed_is_drawn_with_a_note_not_a_crash(tmp_path):
+    for lam in (0.01, 0.1):
+        fake_run(tmp_path, f"broken__lambda-{lam}", 0, 0.5, regularizer=l2(lam), status="failed")
+    fake_run(tmp_path, "none", 0, 0.8)
+    written = plots.plot_results(tmp_path).written
+    assert tmp_path / "lambda_broken.png" in written and (tmp_path / "lambda_broken.png").stat().st_size > 0

@@ -141,8 +141,12 @@ def lambda_curves(
             ax.axhline(mean, color="0.35", linestyle="--", linewidth=1, label=f"{baseline[0]} (baseline)")
             if interval:
                 ax.axhspan(*interval, color="0.5", alpha=0.15, linewidth=0)
+        plotted = False
         for (label, by_lambda), color in zip(sorted(series.items()), config_colors(sorted(series)).values()):
             lambdas = sorted(lam for lam in by_lambda if lam > 0 and by_lambda[lam])
+            if not lambdas:
+                continue
+            plotted = True
             counts = sorted({len(by_lambda[lam]) for lam in lambdas})
             figure_style.mean_with_interval(
                 ax,
@@ -152,12 +156,16 @@ def lambda_curves(
                 f"{label} (n = {'/'.join(map(str, counts))} per λ)",
             )
         what = "test accuracy" if kind == "accuracy" else "near-zero weights (fraction)"
-        ax.set_xscale("log")
+        if plotted:
+            ax.set_xscale("log")  # a log axis with no positive value cannot be drawn
+        else:
+            ax.text(0.5, 0.5, "no completed run on this grid", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("λ (log scale)")
         ax.set_ylabel(what)
         ax.set_title(f"{base}: {what} against λ", fontsize=11)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.suptitle("Line: mean over seeds; band: 95 % confidence interval of the mean", fontsize=9, y=0.975)
     return fig
 
