@@ -328,41 +328,57 @@ def tune(
     epochs: EpochsOption = None,
     set_: SetOption = None,
     sesoi: SesoiOption = 0.5,
+    mlflow: MlflowOption = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the plan and train nothing: each study's trials ended and to train, its confirmation "
+            "runs, and a time estimate from comparable runs on disk. Writes nothing (not even tune.db).",
+        ),
+    ] = False,
 ) -> None:
     """Tune each config's search: on validation accuracy (Optuna), re-run its best values on fresh
     seeds, and report each config at its best against the baseline at its best."""
     from regexp import results as results_lib
     from regexp.run import tune as tune_lib
-    from regexp.run.runner import existing_completed
-    from regexp.run.sweep import SweepInterrupted, any_failed, make_executor, run_sweep, status_table
+    from regexp.run.sweep import SweepInterrupted, any_failed, status_table
+    from regexp.study.stats import sesoi_fraction
 
     with user_errors():
+        sesoi_fraction(sesoi)  # refused before anything trains
         overrides = _overrides(epochs, set_) + tune_lib.search_overrides(
             trials, confirm_seeds, sampler and sampler.value, pruner and pruner.value
         )
         targets = tune_lib.load_targets(path, overrides)
+        if dry_run:
+            for line in tune_lib.plan_lines(targets, results):
+                typer.echo(visible(line))
+            return
         results_lib.ensure_writable_root(results)
         tune_lib.open_storage(results)  # a damaged tune.db is said before anything trains
+        tracker = _live_logger(results, mlflow)
         planned = sum(t.search.trials for t in targets)
         typer.echo(f"{len(targets)} studies, {planned} trials in all -> {results / tune_lib.TUNE_DB}")
         try:
-            tune_lib.run_all_trials(targets, results, jobs, _keras_verbosity())
-            chosen, specs = tune_lib.plan_confirmation(targets, results)
-            todo = [spec for spec in specs if not existing_completed(spec, results, False)]
-            typer.echo(
-                f"confirmation: {len(specs)} runs, {len(specs) - len(todo)} already completed, {len(todo)} to run"
+            tuned = tune_lib.run_tuning(
+                targets,
+                results,
+                jobs=jobs,
+                verbose=_keras_verbosity(),
+                on_confirmation=lambda damaged: _say_damaged(results, damaged),
+                after_each=None if tracker is None else (lambda outcome: tracker.send([outcome.name])),
             )
-            damaged = results_lib.damaged_runs(results, [spec.name for spec in todo])
-            _say_damaged(results, damaged)
-            outcomes = run_sweep(todo, make_executor(results, jobs=jobs, verbose=_keras_verbosity()))
         except (KeyboardInterrupt, SweepInterrupted):
             typer.echo("interrupted: the same command resumes the tuning where it stopped", err=True)
             raise typer.Exit(130) from None
-        if outcomes:
-            typer.echo(status_table(outcomes))
+        if tuned.outcomes:
+            typer.echo(status_table(tuned.outcomes))
         skipped_folders = _write_study_outputs(results, sesoi)  # and the tuning report
-    unconfirmed = len(targets) - len(chosen)  # a study none of whose trials completed (each named above)
-    if any_failed(outcomes) or damaged or skipped_folders or unconfirmed:
+        if tracker is not None:  # the trials (trained in worker processes) and the configs' statistics
+            tracker.send(tune_lib.run_names(targets, results))
+    unconfirmed = len(targets) - len(tuned.chosen)  # a study none of whose trials completed (each named above)
+    if any_failed(tuned.outcomes) or tuned.damaged or skipped_folders or unconfirmed:
         raise typer.Exit(1)
 
 

@@ -96,6 +96,27 @@ def test_a_damaged_tune_db_is_named_in_one_line_and_nothing_trains(cli, tmp_path
     assert sorted(p.name for p in root.iterdir()) == ["tune.db"]
 
 
+def test_dry_run_on_a_new_root_prints_the_plan_and_writes_nothing(cli, tmp_path):
+    config = write_config(tmp_path / "configs", "none", tuned(TINY5, LR, 3, confirm_seeds=2))
+    root = tmp_path / "results"
+    result = cli("tune", config, "--results", root, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert f"dry run: 1 studies -> {root / 'tune.db'} (no study recorded yet)" in result.output
+    assert "  none: 0 of 3 trials ended, 3 new; then 2 of 2 confirmation runs to train" in result.output
+    assert "no estimate: no comparable run" in result.output and "nothing was trained or written" in result.output
+    assert not root.exists()
+
+
+def test_dry_run_names_a_damaged_tune_db_in_one_line(cli, tmp_path):
+    config = write_config(tmp_path / "configs", "none", tuned(TINY5, LR, 1))
+    root = tmp_path / "results"
+    root.mkdir()
+    (root / "tune.db").write_bytes(b"this is no SQLite database, it was cut short")
+    result = cli("tune", config, "--results", root, "--dry-run")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.startswith(f"error: {root / 'tune.db'}: not a usable Optuna study database")
+
+
 # --------------------------------------------------------------------------- pure parts (fast)
 
 
@@ -235,6 +256,13 @@ def test_a_killed_tune_resumes_the_same_study_and_no_trial_is_lost_or_repeated(t
     import optuna
 
     assert [t.state for t in load_study(root, "none").trials] == [optuna.trial.TrialState.RUNNING]
+    database = (root / "tune.db").read_bytes()
+    plan = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, env=env)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "  none: 0 of 1 trials ended, 1 cut short (resumed), 0 new; then 2 of 2 confirmation runs to train" in (
+        plan.stdout
+    )
+    assert (root / "tune.db").read_bytes() == database  # the plan read the study, never wrote it
 
     resumed = subprocess.run(command, capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -249,6 +277,9 @@ def test_a_killed_tune_resumes_the_same_study_and_no_trial_is_lost_or_repeated(t
     assert again.returncode == 0, again.stdout + again.stderr
     assert "confirmation: 2 runs, 2 already completed, 0 to run" in again.stdout
     assert len(load_study(root, "none").trials) == 1
+    plan = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, env=env)
+    assert "  none: 1 of 1 trials ended, 0 new; then 0 of 2 confirmation runs to train" in plan.stdout
+    assert "nothing to train" in plan.stdout
 
 
 def test_the_tuning_study_holds_each_reference_penalty_with_its_strengths_and_the_learning_rate_searched():

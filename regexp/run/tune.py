@@ -20,6 +20,7 @@ TensorFlow is imported only by the runner, when a run trains; Optuna is imported
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import multiprocessing
@@ -450,3 +451,109 @@ def plan_confirmation(targets: list[Target], root: Path) -> tuple[list[Chosen], 
     for c in chosen:
         specs += confirmation_specs(c.target, c.trial, c.params, fresh_seeds(used, c.target.search.confirm_seeds))
     return chosen, specs
+
+
+# --------------------------------------------------------------------------- the plan, before spending the time
+
+
+def recorded_trials(root: Path) -> dict[str, dict[str, int]]:
+    """{study: {trial state: count}} as `<root>/tune.db` holds them, read without writing (no
+    database is made where none is, none is migrated); {} where there is none. A file that is no
+    Optuna database is a ResultsError, as when tuning would open it."""
+    import sqlite3
+
+    path = root / TUNE_DB
+    if not path.exists():
+        return {}
+    if path.is_symlink() or not path.is_file():
+        raise ResultsError(f"{path}: not a plain file; move it aside to start the tuning afresh")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path.absolute()}?mode=ro", uri=True)) as db:
+            rows = db.execute(
+                "SELECT studies.study_name, trials.state, COUNT(*) FROM trials "
+                "JOIN studies ON trials.study_id = studies.study_id GROUP BY studies.study_name, trials.state"
+            ).fetchall()
+    except sqlite3.Error as exc:
+        raise ResultsError(
+            f"{path}: not a usable Optuna study database ({exc}); move it aside to start the tuning afresh"
+        ) from None
+    found: dict[str, dict[str, int]] = {}
+    for study, state, count in rows:
+        found.setdefault(str(study), {})[str(state)] = int(count)
+    return found
+
+
+def plan_lines(targets: list[Target], root: Path) -> list[str]:
+    """What `regexp tune` would do, one line per study, and the time it would take (estimated from
+    comparable runs on disk); reads `root`, writes nothing."""
+    from regexp.run.dry_run import estimate_line
+
+    recorded = recorded_trials(root)
+    lines = [f"dry run: {len(targets)} studies -> {root / TUNE_DB}" + ("" if recorded else " (no study recorded yet)")]
+    to_train: list[RunSpec] = []
+    for target in targets:
+        states = recorded.get(target.name, {})
+        ended = sum(count for state, count in states.items() if state not in ("RUNNING", "WAITING"))
+        cut_short = states.get("RUNNING", 0)
+        new = max(0, target.search.trials - ended - cut_short)
+        confirmed = _completed_confirmations(target, root)
+        left = max(0, target.search.confirm_seeds - confirmed)
+        lines.append(
+            f"  {target.name}: {ended} of {target.search.trials} trials ended"
+            + (f", {cut_short} cut short (resumed)" if cut_short else "")
+            + f", {new} new; then {left} of {target.search.confirm_seeds} confirmation runs to train"
+        )
+        to_train += [target.spec] * (new + cut_short + left)
+    lines.append(estimate_line(to_train, root) + ("; pruned trials take less" if to_train else ""))
+    lines.append("nothing was trained or written")
+    return lines
+
+
+def _completed_confirmations(target: Target, root: Path) -> int:
+    """How many of the target's confirmation runs are completed under `root` (any seed)."""
+    prefix = confirmation_name(target.name, 0).rsplit("-", 1)[0] + "-"
+    try:
+        names = [entry.name for entry in os.scandir(root) if entry.name.startswith(prefix)]
+    except OSError:
+        return 0
+    return sum(results.completed_hash(results.run_dir(root, name)) is not None for name in names)
+
+
+# --------------------------------------------------------------------------- the whole tuning
+
+
+@dataclass
+class Tuned:
+    """How a tuning ended: each study's chosen trial, the confirmation runs' outcomes, and the
+    damaged confirmation folders that were set aside before they trained again."""
+
+    chosen: list[Chosen]
+    outcomes: list[RunOutcome]
+    damaged: list[str]
+
+
+def run_tuning(targets: list[Target], root: Path, *, jobs: int, verbose, on_confirmation, after_each=None) -> Tuned:
+    """Every study's trials (`jobs` worker processes sharing each study), then each chosen trial
+    re-run on fresh seeds. `on_confirmation(damaged)` is told the damaged confirmation folders
+    before they are set aside; `after_each(outcome)` hears of each confirmation run as it ends.
+    Raises KeyboardInterrupt or SweepInterrupted when stopped: the same call resumes."""
+    from regexp.run.runner import existing_completed
+    from regexp.run.sweep import make_executor, run_sweep
+
+    run_all_trials(targets, root, jobs, verbose)
+    chosen, specs = plan_confirmation(targets, root)
+    todo = [spec for spec in specs if not existing_completed(spec, root, False)]
+    logger.info(f"confirmation: {len(specs)} runs, {len(specs) - len(todo)} already completed, {len(todo)} to run")
+    damaged = results.damaged_runs(root, [spec.name for spec in todo])
+    on_confirmation(damaged)
+    outcomes = run_sweep(todo, make_executor(root, jobs=jobs, verbose=verbose), after_each=after_each)
+    return Tuned(chosen, outcomes, damaged)
+
+
+def run_names(targets: list[Target], root: Path) -> list[str]:
+    """The run folders under `root` that belong to the targets' studies: trials and confirmations."""
+    prefixes = tuple(f"{target.name}__{kind}" for target in targets for kind in ("trial-", "confirm__"))
+    try:
+        return sorted(entry.name for entry in os.scandir(root) if entry.name.startswith(prefixes))
+    except OSError:
+        return []
