@@ -248,3 +248,33 @@ def test_run_starts_over_from_a_staging_folder_that_disagrees_with_itself(tmp_pa
     assert str(root / ".damaged") in line
     assert (root / "none" / "metrics.json").is_file() and len(os.listdir(root / ".damaged")) == 1
     assert snapshot(outside) == before
+
+
+def _tiny_tuning_config(folder: Path) -> Path:
+    """A one-trial tuning study of `none` on tiny synthetic data (two confirmation seeds)."""
+    search = {"trials": 1, "confirm_seeds": 2, "pruner": "none"}
+    search["space"] = {"training.learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True}}
+    return write_config(folder, "none", {"search": search})
+
+
+@pytest.mark.parametrize("make_root", [reading_root, root_files_root])
+def test_tune_dry_run_on_a_hostile_root_stays_inside_it(tmp_path, outside, make_root):
+    root = make_root(tmp_path / "root", outside)
+    config = _tiny_tuning_config(tmp_path / "configs")
+    before, inside = snapshot(outside), sorted(os.listdir(root))
+    done = regexp("tune", config, "--results", root, "--dry-run", *TINY_SET)
+    assert done.returncode == 0, done.stderr
+    assert snapshot(outside) == before and sorted(os.listdir(root)) == inside  # nothing written, not even tune.db
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "trap", [_trap_locks_link, _trap_staging_link, _trap_damaged_link], ids=lambda t: t.__name__[6:]
+)
+def test_tune_in_a_results_root_whose_own_folders_are_turned_against_it_stays_inside_it(tmp_path, outside, trap):
+    root = tmp_path / "root"
+    trap(root, outside)
+    config = _tiny_tuning_config(tmp_path / "configs")
+    before = snapshot(outside)
+    regexp("tune", config, "--results", root, *TINY_SET)  # exit 0, 1 or 2, no traceback, within the caps
+    assert snapshot(outside) == before
