@@ -1,8 +1,10 @@
-"""The configuration reference, generated from the schema (regexp.config.schema), not written by hand.
+"""The configuration reference and the run record's fields, generated from their schemas
+(regexp.config.schema, regexp.results.record), not written by hand.
 
-A MkDocs hook (mkdocs.yml: hooks): the page docs/config-reference.md holds the marker below, which
-is replaced at build time by one table per config section: every field with its type, default and
-the description its pydantic Field gives. `python docs/gen_config_reference.py` prints the tables.
+A MkDocs hook (mkdocs.yml: hooks): docs/config-reference.md holds MARKER, replaced at build time
+by one table per config section (every field with its type, default and the description its
+pydantic Field gives); docs/results.md holds RECORD_MARKER, replaced by the table of the fields
+of metrics.json (RunRecord). `python docs/gen_config_reference.py` prints both.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from regexp.config.schema import DataConfig, ExperimentConfig, ModelConfig, RegularizerConfig, TrainingConfig
+from regexp.results.record import RunRecord
 
 MARKER = "<!-- config-reference -->"
+RECORD_MARKER = "<!-- record-reference -->"
 SECTIONS: dict[str, type[BaseModel]] = {
     "(top level)": ExperimentConfig,
     "regularizer": RegularizerConfig,
@@ -86,10 +90,29 @@ def reference_markdown() -> str:
     return "\n".join(out)
 
 
+def undocumented_record_fields() -> list[str]:
+    """Every field of metrics.json (RunRecord) without a description (the test keeps this empty)."""
+    return [name for name, field in RunRecord.model_fields.items() if not (field.description or "").strip()]
+
+
+def record_markdown() -> str:
+    """The fields of metrics.json regexp reads and checks, as one table: field, type, what."""
+    out = ["| field | type | what |", "|---|---|---|"]
+    for name, field in RunRecord.model_fields.items():
+        cell = (field.description or "").replace("|", "\\|")
+        out.append(f"| `{name}` | {type_text(field.annotation)} | {cell} |")
+    return "\n".join(out) + "\n"
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
-    """MkDocs hook: fill the reference page's marker with the tables."""
-    return markdown.replace(MARKER, reference_markdown()) if MARKER in markdown else markdown
+    """MkDocs hook: fill the reference pages' markers with the tables."""
+    if MARKER in markdown:
+        markdown = markdown.replace(MARKER, reference_markdown())
+    if RECORD_MARKER in markdown:
+        markdown = markdown.replace(RECORD_MARKER, record_markdown())
+    return markdown
 
 
 if __name__ == "__main__":
     print(reference_markdown())
+    print(record_markdown())

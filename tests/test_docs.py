@@ -28,6 +28,14 @@ def test_every_config_field_has_a_description():
     assert generator().undocumented_fields() == []
 
 
+def test_every_field_of_the_run_record_has_a_description_and_a_row():
+    assert generator().undocumented_record_fields() == []
+    from regexp.results.record import RunRecord
+
+    rows = generator().record_markdown().splitlines()
+    assert [row.split("`")[1] for row in rows[2:]] == list(RunRecord.model_fields)
+
+
 def test_the_reference_has_a_row_per_field_with_its_default():
     text = generator().reference_markdown()
     for section, model in generator().SECTIONS.items():

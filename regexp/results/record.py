@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from regexp.config import penalty_problem
 from regexp.config.names import MAX_NAME_LENGTH, run_name_problem
@@ -150,41 +150,76 @@ class RunRecord(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    run: str
-    status: RunStatus
-    group: Label = None
-    group_hash: Label = None
-    config_hash: Label = None
-    seed: Annotated[int | None, _checked("a whole number", lambda v: _is_int(v) and abs(v) < MAX_SEED)] = None
-    error: Annotated[str | None, text(MAX_ERROR_LENGTH)] = None
-    traceback: Annotated[str | None, text(MAX_TRACEBACK_LENGTH)] = None
-    epochs_run: Count = None
-    epochs_planned: Count = None
-    best_epoch: Epoch = None
-    diverged_epoch: Epoch = None
-    resumed_from_epoch: Count = None
-    test_accuracy: Fraction = None
-    best_val_accuracy: Fraction = None
-    best_epoch_test_accuracy: Fraction = None
-    test_loss: Measure = None
-    best_epoch_test_loss: Measure = None
+    run: str = Field(description="The run's name: its folder under the results root.")
+    status: RunStatus = Field(
+        description="How the run ended: completed, diverged, failed or pruned (a tuning trial stopped early)."
+    )
+    group: Label = Field(
+        None, description="The config the run belongs to (its seeds share it); summary and report group by it."
+    )
+    group_hash: Label = Field(
+        None,
+        description="Digest of the resolved config without its seed: runs with the same one are seeds of one config.",
+    )
+    config_hash: Label = Field(
+        None, description="Digest of the resolved config: a completed run with the same digest is not trained again."
+    )
+    seed: Annotated[int | None, _checked("a whole number", lambda v: _is_int(v) and abs(v) < MAX_SEED)] = Field(
+        None, description="training.seed: it sets the initial weights, dropout and the order of the batches."
+    )
+    error: Annotated[str | None, text(MAX_ERROR_LENGTH)] = Field(
+        None, description="Why a failed run failed, in one line."
+    )
+    traceback: Annotated[str | None, text(MAX_TRACEBACK_LENGTH)] = Field(
+        None, description="A failed run's Python traceback, for a bug report."
+    )
+    epochs_run: Count = Field(None, description="Epochs trained, those before a resume included.")
+    epochs_planned: Count = Field(None, description="training.epochs as the config asked.")
+    best_epoch: Epoch = Field(
+        None, description="The epoch (1-based) with the highest validation accuracy; the first of equals."
+    )
+    diverged_epoch: Epoch = Field(None, description="The epoch whose loss became non-finite, for a diverged run.")
+    resumed_from_epoch: Count = Field(
+        None, description="The epoch whose checkpoint the run resumed from, if it was interrupted."
+    )
+    test_accuracy: Fraction = Field(
+        None, description="Accuracy on the test split with the final weights: what the report compares."
+    )
+    best_val_accuracy: Fraction = Field(
+        None, description="The highest validation accuracy over the epochs (what regexp tune maximizes)."
+    )
+    best_epoch_test_accuracy: Fraction = Field(None, description="Test accuracy with the best epoch's weights.")
+    test_loss: Measure = Field(
+        None, description="Loss on the test split with the final weights (cross-entropy plus the penalties)."
+    )
+    best_epoch_test_loss: Measure = Field(None, description="Test loss with the best epoch's weights.")
     wall_time_s: Annotated[
         float | None, _checked("a number of seconds", lambda v: _is_number(v) and 0 <= v <= MAX_MAGNITUDE)
-    ] = None
-    train_samples_per_s: Measure = None
+    ] = Field(None, description="Seconds the run took in the process that finished it, set-up and evaluation included.")
+    train_samples_per_s: Measure = Field(
+        None, description="Median training samples per second over the epochs after the first."
+    )
     param_count: Annotated[
         int | None, _checked(f"a whole number up to {MAX_PARAMS}", lambda v: _is_int(v) and 0 <= v <= MAX_PARAMS)
-    ] = None
-    finished_at: Label = None
+    ] = Field(None, description="The model's number of parameters.")
+    finished_at: Label = Field(None, description="When the run ended (UTC, ISO 8601).")
     sparsity: Annotated[
         Sparsity | None,
         _checked("an object with a number 'overall'", lambda v: isinstance(v, dict) and (not v or "overall" in v)),
-    ] = None
-    regularizer: Annotated[list[Any] | None, _checked("a list", lambda v: isinstance(v, list))] = None
+    ] = Field(
+        None, description="Fraction of near-zero kernel weights (|w| under `threshold`): `overall` and per layer."
+    )
+    regularizer: Annotated[list[Any] | None, _checked("a list", lambda v: isinstance(v, list))] = Field(
+        None, description="The penalties as resolved, one entry per regularizer (type, targets, strengths, layers)."
+    )
     data: Annotated[
         DataSummary | None, _checked("an object with a text 'description'", lambda v: isinstance(v, dict))
-    ] = None
-    training_path: Annotated[TrainingPath | None, _checked("an object", lambda v: isinstance(v, dict))] = None
+    ] = Field(
+        None, description="The data as trained: its description, class count and train / validation / test sizes."
+    )
+    training_path: Annotated[TrainingPath | None, _checked("an object", lambda v: isinstance(v, dict))] = Field(
+        None, description="How it trained: precision, threads, input pipeline, fast path, and each layer's path."
+    )
     tuning: Annotated[
         Tuning | None,
         _checked(
@@ -195,17 +230,21 @@ class RunRecord(BaseModel):
                 and _is_text(v.get("study"), MAX_LABEL_LENGTH)
             ),
         ),
-    ] = None
+    ] = Field(
+        None, description="For regexp tune: its role (trial or confirmation), study, trial number and the values tried."
+    )
     versions: Annotated[
         dict[str, Any] | None, _checked("an object of name: version text", _is_mapping_of(_is_plain))
-    ] = None
+    ] = Field(None, description="The versions of regexp, Python, TensorFlow, Keras and numpy it ran with.")
     activations: Annotated[
         dict[str, Any] | None,
         _checked(
             "an object of layer: {statistic: number}",
             _is_mapping_of(_is_mapping_of(lambda x: x is None or _is_number(x))),
         ),
-    ] = None
+    ] = Field(
+        None, description="Per layer, statistics of its outputs over the test set (mean, fraction of zeros, ...)."
+    )
 
     @field_validator("run", mode="before")
     @classmethod
