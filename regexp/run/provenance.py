@@ -83,9 +83,9 @@ def _is_sha256(value) -> bool:
     return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) is not None
 
 
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, computed once per (path, size, mtime) and kept in the cache folder."""
-    identity = cache.file_identity(path)
+def _cached_digest(identity, compute) -> str:
+    """The SHA-256 that `compute()` gives for what `identity` names (files by path, size and mtime),
+    computed once and kept in the cache folder; an entry that does not hold a SHA-256 is a miss."""
     key = json.dumps(identity, sort_keys=True)
     entry = cache.cache_dir() / "digests" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     try:
@@ -94,17 +94,26 @@ def file_sha256(path: Path) -> str:
             return stored["sha256"]
     except (OSError, ValueError, KeyError, AttributeError, RecursionError):
         pass
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(DIGEST_CHUNK):
-            digest.update(chunk)
-    sha = digest.hexdigest()
+    sha = compute()
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(entry, json.dumps({"identity": identity, "sha256": sha}))
     except OSError:
         pass  # a cache that cannot be written costs only time
     return sha
+
+
+def _read_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(DIGEST_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, computed once per (path, size, mtime) and kept in the cache folder."""
+    return _cached_digest(cache.file_identity(path), lambda: _read_sha256(path))
 
 
 def source_files(data) -> list[Path]:
@@ -127,29 +136,14 @@ def source_files(data) -> list[Path]:
 def folder_sha256(files: list[Path], root: Path) -> str:
     """One SHA-256 for a set of files: of each file's path relative to `root` and its own SHA-256,
     in order. Computed once per listing of (path, size, mtime) and kept in the cache folder."""
-    identity = [cache.file_identity(path) for path in files]
-    key = json.dumps(identity, sort_keys=True)
-    entry = cache.cache_dir() / "digests" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-    try:
-        stored = json.loads(entry.read_text())
-        if stored.get("identity") == identity:
-            return stored["sha256"]
-    except (OSError, ValueError, KeyError, AttributeError):
-        pass
-    digest = hashlib.sha256()
-    for path in files:
-        one = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(DIGEST_CHUNK):
-                one.update(chunk)
-        digest.update(f"{path.relative_to(root).as_posix()} {one.hexdigest()}\n".encode())
-    sha = digest.hexdigest()
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(entry, json.dumps({"identity": identity, "sha256": sha}))
-    except OSError:
-        pass  # a cache that cannot be written costs only time
-    return sha
+
+    def compute() -> str:
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(f"{path.relative_to(root).as_posix()} {_read_sha256(path)}\n".encode())
+        return digest.hexdigest()
+
+    return _cached_digest([cache.file_identity(path) for path in files], compute)
 
 
 def image_folder_source(path: str) -> dict:
