@@ -20,8 +20,6 @@ import yaml
 from regexp import results
 from regexp.config import RunSpec, resolved_dict
 
-MAX_CONFIG_BYTES = 1 << 20  # a config.yaml larger than this is no run's: not read for the estimate
-
 
 @dataclass(frozen=True)
 class Estimate:
@@ -39,12 +37,9 @@ def _shape(config: dict) -> tuple:
 
 def _saved_config(folder: Path) -> dict | None:
     """A saved run's config.yaml as data, if it is a plain file of sensible size that parses."""
-    path = folder / results.CONFIG
     try:
-        if not path.is_file() or path.is_symlink() or path.stat().st_size > MAX_CONFIG_BYTES:
-            return None
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = yaml.safe_load(results.read_plain_text(folder / results.CONFIG, results.MAX_CONFIG_BYTES))
+    except (OSError, results.DamagedRun, yaml.YAMLError):
         return None
     return data if isinstance(data, dict) else None
 
