@@ -161,7 +161,7 @@ def _run_regexp(samples: int, epochs: int, clock: _Clock, penalty_config: str | 
         update={"training": config.training.model_copy(update={"epochs": epochs, "seed": SEED, "precision": "auto"})}
     )
     data = Dataset(x_train, y_train, x_test, y_test, CLASSES, "synthetic")
-    model, splits, precision, reason, thread_counts = prepare_training(config, data)
+    model, splits, precision, reason, thread_counts, *_ = prepare_training(config, data)
     logs: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="regexp-bench-") as tmp:
         train.fit(

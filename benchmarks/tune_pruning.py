@@ -1,18 +1,19 @@
-"""A small tuning study with pruning (successive halving) against the same study without it,
-side by side in one run on this machine: the search's wall time and the best validation
-accuracy each found (goal: pruning at most half the time, for a best within noise), and what
-a trial spends outside its training epochs.
+"""A small tuning study three ways, side by side in one run on this machine: with pruning
+(successive halving), without it, and without it with every trial compiling its own model (as
+before regexp/training/reuse.py). It prints the search's wall time and the best validation
+accuracy each found (goal: pruning at most half the time, for a best within noise), and what a
+trial spends outside its epochs (goal: at most 1 s after the first trial of a process).
 
-Each study is the search phase of `regexp tune` (its trials, no confirmation) in one fresh process, on synthetic data of EMNIST's shape (the learning rate
-searched over a wide log range, so some trials are clearly bad), in a fresh results root; the
-two alternate which goes first across rounds. Times are read from the study in tune.db: the
-search is the first trial's start to the last trial's end (the confirmation runs are left out).
-A trial's time outside training is its ask-to-tell time minus its training epochs (epochs run
-x samples / samples per second, from its metrics.json): it holds process-wide start-up for the
-first trial, and for every trial the model build, tracing, each epoch's validation pass,
-evaluation and writing.
+Each study is the search phase of `regexp tune` (its trials, no confirmation) in one fresh
+process, on synthetic data of EMNIST's shape (the learning rate searched over a wide log range,
+so some trials are clearly bad), in a fresh results root; the order of the three alternates
+across rounds. Times are read from the study in tune.db and the trials' metrics.json: the search
+is the first trial's start to the last trial's end; a trial's time outside its epochs is its
+ask-to-tell time less `epochs_s` (its epochs' training and validation passes). That holds the
+process's start-up for the first trial, and for every trial the model build, tracing (unless the
+compiled model is reused), evaluation and writing its files.
 
-    python benchmarks/tune_pruning.py [--rounds 1] [--trials 6] [--epochs 4] [--samples 3000]
+    python benchmarks/tune_pruning.py [--rounds 1] [--trials 12] [--epochs 6] [--samples 3000]
 """
 
 from __future__ import annotations
@@ -54,19 +55,33 @@ def write_config(folder: Path, trials: int, epochs: int, samples: int, pruner: s
     return path
 
 
-# The search phase of `regexp tune` alone (its confirmation runs would cost both studies alike).
+# The search phase of `regexp tune` alone (its confirmation runs would cost every study alike).
 SEARCH = (
     "import sys\nfrom pathlib import Path\nfrom regexp.run.tune import load_targets, run_all_trials\n"
     "run_all_trials(load_targets(Path(sys.argv[1]), []), Path(sys.argv[2]), 1, 0)\n"
 )
+# The baseline: each trial builds, compiles and traces its own model and input streams.
+COMPILE_EACH = (
+    "from regexp.training import reuse, session\n"
+    "_compiled_model = reuse.compiled_model\n"
+    "def compile_anew(*args):\n"
+    "    reuse.forget(); session._SPLITS_MEMO.clear()\n"
+    "    return _compiled_model(*args)\n"
+    "reuse.compiled_model = compile_anew\n"
+)
+WAYS = {  # name: (pruner, reuse the compiled model)
+    "pruned": ("successive_halving", True),
+    "unpruned": ("none", True),
+    "unpruned, compiled each": ("none", False),
+}
 
 
-def run_study(config: Path, root: Path) -> float:
+def run_study(config: Path, root: Path, reuse: bool) -> float:
     """Wall seconds of one study's search in a fresh process (TensorFlow import included)."""
     root.mkdir(parents=True)
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", SEARCH, str(config), str(root)],
+        [sys.executable, "-c", (SEARCH if reuse else COMPILE_EACH + SEARCH), str(config), str(root)],
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -84,9 +99,7 @@ def study_figures(root: Path) -> dict:
     outside = []
     for t in trials:
         metrics = json.loads((root / f"study__trial-{t.number:04d}" / "metrics.json").read_text())
-        rate = metrics.get("train_samples_per_s")
-        training = metrics["epochs_run"] * metrics["data"]["train"] / rate if rate else 0.0
-        outside.append((t.datetime_complete - t.datetime_start).total_seconds() - training)
+        outside.append((t.datetime_complete - t.datetime_start).total_seconds() - metrics["epochs_s"])
     return {
         "search_s": span,
         "best": study.best_value,
@@ -100,38 +113,45 @@ def study_figures(root: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--trials", type=int, default=6)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--samples", type=int, default=3000)
     args = parser.parse_args()
-    ratios = []
+    ratios, savings = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            order = ["successive_halving", "none"] if r % 2 == 0 else ["none", "successive_halving"]
+            order = list(WAYS) if r % 2 == 0 else list(reversed(WAYS))
             figures = {}
-            for pruner in order:
-                base = Path(tmp) / f"round{r}-{pruner}"
+            for way in order:
+                pruner, reuse = WAYS[way]
+                base = Path(tmp) / f"round{r}-{way.replace(', ', '-').replace(' ', '-')}"
                 config = write_config(base / "configs", args.trials, args.epochs, args.samples, pruner)
                 busy_before, start = busy_cpu_seconds(), time.perf_counter()
-                total = run_study(config, base / "results")
+                total = run_study(config, base / "results", reuse)
                 busy = busy_cpu_seconds()
                 load = (busy - busy_before) / (time.perf_counter() - start) if busy and busy_before else None
-                figures[pruner] = {**study_figures(base / "results"), "total_s": total, "load": load}
-            for pruner, f in figures.items():
-                later = "–" if f["outside_later_s"] is None else f"{f['outside_later_s']:.1f} s"
+                figures[way] = {**study_figures(base / "results"), "total_s": total, "load": load}
+            for way, f in figures.items():
+                later = "–" if f["outside_later_s"] is None else f"{f['outside_later_s']:.2f} s"
                 print(
-                    f"round {r + 1} {pruner:>18}: search {f['search_s']:.1f} s ({f['epochs']} epochs trained, "
+                    f"round {r + 1} {way:>24}: search {f['search_s']:.1f} s ({f['epochs']} epochs trained, "
                     f"{f['pruned']} of {args.trials} trials pruned), best val accuracy {f['best']:.4f}; "
-                    f"whole process {f['total_s']:.1f} s; outside training: first trial {f['outside_first_s']:.1f} s, "
+                    f"whole process {f['total_s']:.1f} s; outside epochs: first trial {f['outside_first_s']:.2f} s, "
                     f"later trials median {later}; machine busy {f['load'] or 0:.2f} cores"
                 )
-            ratio = figures["successive_halving"]["search_s"] / figures["none"]["search_s"]
-            gap = figures["successive_halving"]["best"] - figures["none"]["best"]
+            ratio = figures["pruned"]["search_s"] / figures["unpruned"]["search_s"]
+            gap = figures["pruned"]["best"] - figures["unpruned"]["best"]
+            saving = figures["unpruned"]["search_s"] / figures["unpruned, compiled each"]["search_s"]
             ratios.append(ratio)
+            savings.append(saving)
             print(
-                f"round {r + 1}: pruned / unpruned search time {ratio:.2f} (goal <= 0.5); best found differs by {gap:+.4f}"
+                f"round {r + 1}: pruned / unpruned search time {ratio:.2f} (goal <= 0.5), best found differs by "
+                f"{gap:+.4f}; reused / compiled-each search time {saving:.2f}"
             )
-    print(f"median ratio over {len(ratios)} round(s): {statistics.median(ratios):.2f} (goal <= 0.5)")
+    print(
+        f"median over {len(ratios)} round(s): pruned / unpruned {statistics.median(ratios):.2f} (goal <= 0.5); "
+        f"reused / compiled-each {statistics.median(savings):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from regexp.config import load_config, validate
 from regexp.results.store import read_history
 from regexp.tf_runtime import keras
 from regexp.training import model as model_lib  # noqa: E402
-from regexp.training import speedups  # noqa: E402
+from regexp.training import penalties, speedups  # noqa: E402
 
 from conftest import CONFIGS, REFERENCE_CONFIGS, TINY, merge, write_config
 
@@ -65,7 +65,7 @@ def test_architecture_matches_the_reference(fast_path):
     assert model.get_layer("drop1").rate == 0.25
 
 
-def test_without_the_fast_path_every_layer_and_penalty_is_stock_keras():
+def test_without_the_fast_path_every_layer_is_stock_keras_and_every_penalty_keras_formula():
     config = load_config(CONFIGS / "elasticnet_activity.yaml").model_copy(deep=True)
     config.training.fast_path = False
     model = model_lib.build_model(config, 47)
@@ -74,7 +74,7 @@ def test_without_the_fast_path_every_layer_and_penalty_is_stock_keras():
         and type(model.get_layer("drop2")) is keras.layers.Dropout
     )
     for name in ("conv1", "conv2", "dense1", "dense2"):
-        assert type(model.get_layer(name).activity_regularizer) is keras.regularizers.L1L2
+        assert type(model.get_layer(name).activity_regularizer) is penalties.L1L2
     fast = model_lib.build_model(load_config(CONFIGS / "elasticnet_activity.yaml"), 47)
     assert type(fast.get_layer("drop1")) is speedups.RandomBitsDropout
     assert type(fast.get_layer("conv1").activity_regularizer) is speedups.ActivityPenalty
@@ -173,7 +173,7 @@ def test_fused_penalty_value_and_gradient_match_the_formula(dtype, l1, l2):
     reference = np.asarray(tf.cast(x, tf.float64))
     with tf.GradientTape() as tape:
         tape.watch(x)
-        value = speedups.fused_penalty(l1, l2)(x) * 0.5  # an upstream gradient other than 1
+        value = speedups.fused_penalty(l1 != 0, l2 != 0)(x, l1, l2) * 0.5  # an upstream gradient other than 1
     gradient = tape.gradient(value, x)
     assert gradient.dtype == x.dtype
     assert float(value) == pytest.approx(0.5 * (l1 * np.abs(reference).sum() + l2 * (reference**2).sum()), rel=1e-5)
@@ -219,3 +219,47 @@ def test_a_penalty_the_fused_pass_cannot_express_stays_keras_own_on_the_fast_pat
     custom = Huber()
     assert speedups.activity_regularizer(custom, fast_path=True) is custom
     assert isinstance(speedups.activity_regularizer(keras.regularizers.L2(0.01), True), speedups.ActivityPenalty)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize(
+    "ours, stock",
+    [
+        (lambda: penalties.L1(0.01), lambda: keras.regularizers.L1(0.01)),
+        (lambda: penalties.L2(0.003), lambda: keras.regularizers.L2(0.003)),
+        (lambda: penalties.L1L2(0.01, 0.02), lambda: keras.regularizers.L1L2(0.01, 0.02)),
+    ],
+)
+def test_variable_strength_penalties_compute_exactly_what_keras_does(dtype, ours, stock):
+    import tensorflow as tf
+
+    x = tf.cast(tf.random.stateless_normal((64, 10), seed=[3, 4]), dtype)
+    penalty, reference = ours(), stock()
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        value, expected = penalty(x), reference(x)
+
+    def plain(tensor):
+        return np.asarray(tf.cast(tensor, tf.float32))  # bfloat16 has no numpy dtype
+
+    assert value.dtype == expected.dtype and plain(value) == plain(expected)
+    np.testing.assert_array_equal(plain(tape.gradient(value, x)), plain(tape.gradient(expected, x)))
+    assert penalty.get_config() == pytest.approx(reference.get_config())
+
+
+def test_a_penalty_given_another_strength_computes_at_the_new_one_in_the_same_traced_function():
+    import tensorflow as tf
+
+    penalty, traced = penalties.L2(0.01), []
+
+    @tf.function
+    def value(x):
+        traced.append(1)
+        return penalty(x)
+
+    x = tf.ones((4,))
+    assert float(value(x)) == pytest.approx(0.04)
+    penalties.copy_strengths(penalty, penalties.L2(0.5))
+    assert float(value(x)) == pytest.approx(2.0) and len(traced) == 1
+    with pytest.raises(ValueError, match="do not fit"):
+        penalties.copy_strengths(penalty, penalties.L1(0.5))

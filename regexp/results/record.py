@@ -199,6 +199,13 @@ class RunRecord(BaseModel):
     train_samples_per_s: Measure = Field(
         None, description="Median training samples per second over the epochs after the first."
     )
+    epochs_s: Annotated[
+        float | None, _checked("a number of seconds", lambda v: _is_number(v) and 0 <= v <= MAX_MAGNITUDE)
+    ] = Field(
+        None,
+        description="Seconds this process spent in the run's epochs, training and validation passes "
+        "(`wall_time_s` less this is the run's fixed cost: set-up, tracing, evaluation, writing).",
+    )
     param_count: Annotated[
         int | None, _checked(f"a whole number up to {MAX_PARAMS}", lambda v: _is_int(v) and 0 <= v <= MAX_PARAMS)
     ] = Field(None, description="The model's number of parameters.")

@@ -8,10 +8,10 @@ conv1 Conv2D(32, 3x3, relu) -> pool1 -> drop1 -> conv2 Conv2D(64, 3x3, relu) -> 
 -> flatten -> dense1 Dense(256, relu) -> dense2 Dense(classes, softmax)
 
 regexp places the penalties on the returned model's layers that carry a kernel (Conv, Dense and
-their kinds: see LAYER_CLASSES), by the rule of `config.plan_penalties`. Penalties are built from
-Keras's regularizer classes with explicit values (Keras 3's string forms are unreliable: 'l1l2'
-means a zero penalty). An activity penalty means the mean over the batch of the per-sample
-penalty, as in the reference experiment's Keras.
+their kinds: see LAYER_CLASSES), by the rule of `config.plan_penalties`. The penalties are Keras's
+L1, L2 and L1L2 with their strengths in variables (regexp/training/penalties.py), so that a
+compiled model can be trained again at another strength. An activity penalty means the mean over
+the batch of the per-sample penalty, as in the reference experiment's Keras.
 
 `fast_path` (config `training.fast_path`) swaps in regexp's faster dropout and activity penalty
 from regexp/training/speedups.py where they apply; every other layer and penalty is stock Keras.
@@ -36,7 +36,7 @@ from regexp.config import (
 from regexp.config.schema import is_file_reference
 from regexp.errors import ModelError
 from regexp.tf_runtime import keras
-from regexp.training import speedups
+from regexp.training import penalties, speedups
 
 ops = keras.ops
 
@@ -120,17 +120,6 @@ def penalty_summary(config: ExperimentConfig, model: keras.Model | None = None) 
     }
 
 
-def make_regularizer(entry: RegularizerConfig) -> keras.regularizers.Regularizer:
-    """The Keras regularizer for one entry, built with its values explicitly."""
-    if entry.type == "l1":
-        return keras.regularizers.L1(l1=entry.lambda_)
-    if entry.type == "l2":
-        return keras.regularizers.L2(l2=entry.lambda_)
-    if entry.type == "elasticnet":
-        return keras.regularizers.L1L2(l1=entry.l1, l2=entry.l2)
-    raise ValueError(f"no regularizer for type {entry.type!r}")
-
-
 def activity_semantics() -> dict:
     """How an activity penalty is scaled, for metrics.json (Keras >= 3.14, the pinned version,
     divides it by the batch size; tests/test_model.py guards that)."""
@@ -146,8 +135,8 @@ class PenaltyTrackingModel(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         total = super().compute_loss(x, y, y_pred, sample_weight, training)
-        penalties = [self._aggregate_additional_loss(loss) for loss in self.losses]
-        self.penalty_tracker.update_state(ops.sum(penalties) if penalties else 0.0)
+        parts = [self._aggregate_additional_loss(loss) for loss in self.losses]
+        self.penalty_tracker.update_state(ops.sum(parts) if parts else 0.0)
         return total
 
     def _aggregate_additional_loss(self, loss):
@@ -297,11 +286,29 @@ def place_penalties(model: keras.Model, config: ExperimentConfig, fast: bool) ->
         layer = layers[name]
         if "kernel" in targets:
             for weight, attribute in KERNEL_WEIGHTS.get(layer_kind(layer), DEFAULT_KERNEL_WEIGHTS):
-                _regularize(layer, weight, attribute, make_regularizer(targets["kernel"]))
+                _regularize(layer, weight, attribute, penalties.make_penalty(targets["kernel"]))
         if "bias" in targets and layer.bias is not None:
-            _regularize(layer, "bias", "bias_regularizer", make_regularizer(targets["bias"]))
+            _regularize(layer, "bias", "bias_regularizer", penalties.make_penalty(targets["bias"]))
         if "activity" in targets:
-            layer.activity_regularizer = speedups.activity_regularizer(make_regularizer(targets["activity"]), fast)
+            layer.activity_regularizer = speedups.activity_regularizer(
+                penalties.make_penalty(targets["activity"]), fast
+            )
+
+
+def placed_penalties(model: keras.Model) -> list[tuple[str, keras.regularizers.Regularizer]]:
+    """[("<layer>.<target>", penalty), ...]: the penalties on the model's layers, in model order
+    (an activity penalty as its L1/L2/L1L2, not the fused pass that computes it)."""
+    found = []
+    for name, layer in kernel_layers(model).items():
+        weights = [*KERNEL_WEIGHTS.get(layer_kind(layer), DEFAULT_KERNEL_WEIGHTS), ("bias", "bias_regularizer")]
+        for weight, _ in weights:
+            penalty = getattr(getattr(layer, weight, None), "regularizer", None)
+            if penalty is not None:
+                found.append((f"{name}.{weight}", penalty))
+        activity = layer.activity_regularizer
+        if activity is not None:
+            found.append((f"{name}.activity", getattr(activity, "penalty", activity)))
+    return found
 
 
 def _regularize(layer: keras.layers.Layer, weight: str, attribute: str, penalty) -> None:
@@ -328,8 +335,9 @@ def build_model(
     place_penalties(built, config, fast)
     speedups.speed_up_dropout(built, fast)
     # one input and one output (call_builder checked): passed as tensors, not lists of one, so that
-    # the model takes and returns tensors as the builder's does
-    return PenaltyTrackingModel(inputs=built.inputs[0], outputs=built.outputs[0], name=config.name or built.name)
+    # the model takes and returns tensors as the builder's does. Named as its builder named it (not
+    # after the run): a model compiled for one run can then train the next (regexp/training/reuse.py).
+    return PenaltyTrackingModel(inputs=built.inputs[0], outputs=built.outputs[0], name=built.name)
 
 
 def model_identity(config: ExperimentConfig, model: keras.Model) -> dict:

@@ -14,13 +14,14 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from regexp import results
 from regexp.config import ExperimentConfig
 from regexp.console import say_once
 from regexp.data import Dataset
 from regexp.training import model as model_lib
-from regexp.training import speedups, tensorboard_log, train
+from regexp.training import reuse, speedups, tensorboard_log, train
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class TrainedRun:
     best_epoch_test_loss: float | None = None
     best_epoch_test_accuracy: float | None = None
     train_seconds: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
     train_size: int = 0
     param_count: int = 0
     sparsity: dict | None = None
@@ -52,18 +54,49 @@ class TrainedRun:
     versions: dict = field(default_factory=dict)
 
 
-def prepare_training(config: ExperimentConfig, data: Dataset, threads: int | None = None):
+class Prepared(NamedTuple):
+    """A run's training set-up: the compiled model to train, its input streams, the precision
+    (and why), TensorFlow's thread counts, whether the model is one compiled for an earlier run
+    of the same graph (regexp/training/reuse.py), and the model as built for this run (what
+    model.txt describes: no optimizer yet)."""
+
+    model: Any
+    splits: train.Splits
+    precision: str
+    precision_reason: str
+    threads: dict
+    reused: bool
+    built: Any
+
+
+def prepare_training(config: ExperimentConfig, data: Dataset, threads: int | None = None) -> Prepared:
     """Runtime settings, input streams and the compiled model of a run, in the order TensorFlow
-    needs: returns (model, splits, precision, precision_reason, thread_counts)."""
+    needs. The model is built from the run's seed; where this process compiled a model of the
+    same graph before, that one is trained instead, given the fresh model's state."""
     thread_counts = train.configure_threads(threads, 1 if threads else None)
     train.enable_gpu_memory_growth()
     precision, precision_reason = train.choose_precision(config.training.precision)
     train.enable_determinism(config.training.seed)
-    splits = train.make_splits(data, config.training.batch_size, config.training.validation_split, config.training.seed)
-    model = model_lib.build_model(config, data.num_classes, precision, input_shape=data.input_shape)
+    splits = _splits(data, config.training.batch_size, config.training.validation_split, config.training.seed)
+    fresh = model_lib.build_model(config, data.num_classes, precision, input_shape=data.input_shape)
     per_call = train.steps_per_execution(splits.steps_per_epoch, train.MAX_STEPS_PER_EXECUTION)
-    model_lib.compile_model(model, config.training.learning_rate, per_call)
-    return model, splits, precision, precision_reason, thread_counts
+    key = reuse.graph_key(config, fresh, precision, per_call)
+    model, reused = reuse.compiled_model(fresh, key, config.training.learning_rate, per_call)
+    return Prepared(model, splits, precision, precision_reason, thread_counts, reused, fresh)
+
+
+_SPLITS_MEMO: dict[tuple, tuple[Dataset, train.Splits]] = {}  # the data held too: its id stays its own
+
+
+def _splits(data: Dataset, batch_size: int, validation_split: float, seed: int) -> train.Splits:
+    """`train.make_splits`, kept for the next run of the same data, batch size, split and seed (a
+    study's trials): its streams are rebuilt only when one of these changes. The training stream
+    starts at the epoch `train.fit` sets, so a kept one serves a new run as a new one would."""
+    key = (id(data), batch_size, validation_split, seed)
+    if key not in _SPLITS_MEMO:
+        _SPLITS_MEMO.clear()
+        _SPLITS_MEMO[key] = (data, train.make_splits(data, batch_size, validation_split, seed))
+    return _SPLITS_MEMO[key][1]
 
 
 def train_run(
@@ -77,7 +110,7 @@ def train_run(
     threads: int | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
     should_stop: Callable[[int, dict], bool] | None = None,
-    prepared: tuple | None = None,
+    prepared: Prepared | None = None,
 ) -> TrainedRun:
     """Train `config` on `data` in `staging` (resuming from its checkpoint if `resumed`), evaluate
     it, and write the run's training files there: model.txt, history.csv after every epoch,
@@ -86,7 +119,16 @@ def train_run(
     `should_stop(epoch, logs)`, asked after each epoch (regexp tune's pruner), ends training
     there when it says so; such a run is not evaluated on the test set.
     `prepared`: what `prepare_training` returned for this run, if the caller called it already."""
-    model, splits, precision, precision_reason, thread_counts = prepared or prepare_training(config, data, threads)
+    prepared = prepared or prepare_training(config, data, threads)
+    try:
+        return _train_prepared(config, data, staging, prepared, name, resumed, verbose, on_epoch, should_stop)
+    except BaseException:
+        reuse.forget()  # a step cut off mid-run is not trained again
+        raise
+
+
+def _train_prepared(config, data, staging, prepared: Prepared, name, resumed, verbose, on_epoch, should_stop):
+    model, splits, precision, precision_reason, thread_counts, reused, built = prepared
     if precision == "float32" and config.training.precision == "auto":
         say_once(f"no native bfloat16 on this machine ({precision_reason}): training in float32")
     board = tensorboard_log.RunBoard(
@@ -94,7 +136,7 @@ def train_run(
         name,
         tensorboard_log.hyperparameters(config, precision, model_lib.layer_inventory(model)),
     )
-    results.write_text_atomic(staging / results.MODEL_SUMMARY, model_lib.model_summary(model, config))
+    results.write_text_atomic(staging / results.MODEL_SUMMARY, model_lib.model_summary(built, config))
 
     history_path = staging / results.HISTORY
     rows = results.read_history(history_path) if resumed and history_path.exists() else []
@@ -141,6 +183,7 @@ def train_run(
         best_epoch=best["epoch"] if best else None,
         best_val_accuracy=best.get("val_accuracy") if best else None,
         train_seconds=fitted.train_seconds,
+        epoch_seconds=fitted.epoch_seconds,
         train_size=splits.train_size,
         param_count=int(model.count_params()),
         sparsity=model_lib.weight_sparsity(model),
@@ -158,6 +201,7 @@ def train_run(
             "input": "tf.data (uint8 in memory, autotune off, repeating stream of index-shuffled batches, "
             + (f"{splits.prefetch} prefetched)" if splits.prefetch else "no prefetch on CPU)"),
             "steps_per_execution": int(model.steps_per_execution),
+            "compiled": "reused from an earlier run of this graph in the process" if reused else "for this run",
             "precision": precision,
             "precision_reason": precision_reason,
             "threads": thread_counts,

@@ -22,44 +22,60 @@ from regexp.tf_runtime import keras, tf
 ops = keras.ops
 
 
-def penalty_coefficients(penalty: keras.regularizers.Regularizer) -> tuple[float, float]:
-    """(l1, l2) of a Keras L1, L2 or L1L2 regularizer."""
+def penalty_terms(penalty: keras.regularizers.Regularizer) -> tuple[tf.Tensor | float, tf.Tensor | float, bool, bool]:
+    """(l1, l2, with_l1, with_l2) of a Keras L1, L2 or L1L2 penalty: its strengths (regexp's
+    variables, or Keras's numbers) and which terms it has. A regexp penalty has each term of its
+    class whatever its strength, so that its strength can change; Keras's has those not 0."""
+    strengths = getattr(penalty, "strengths", None)
+    if strengths is not None:
+        return strengths.get("l1", 0.0), strengths.get("l2", 0.0), "l1" in strengths, "l2" in strengths
     config = penalty.get_config()
-    return float(config.get("l1", 0.0)), float(config.get("l2", 0.0))
+    l1, l2 = float(config.get("l1", 0.0)), float(config.get("l2", 0.0))
+    return l1, l2, l1 != 0, l2 != 0
 
 
 @functools.cache
-def fused_penalty(l1: float, l2: float) -> Callable:
-    """x -> l1 * sum|x| + l2 * sum x^2, accumulated in float32, with its gradient.
+def fused_penalty(with_l1: bool, with_l2: bool) -> Callable:
+    """(x, l1, l2) -> l1 * sum|x| + l2 * sum x^2 (the terms asked for), accumulated in float32,
+    with its gradient in x.
 
     Written as TensorFlow ops, the penalty and its gradient are about a dozen passes over the
     activations (cast, abs, square, two sums; tile, sign, four multiplies, cast, add); here
     the value and the gradient are each one XLA-compiled pass. Same arithmetic, summed in a
-    different order.
+    different order. The strengths are arguments, not constants, so one compiled pass serves
+    every strength.
     """
 
-    def weighted(x):
+    def weighted(x, l1, l2):
         terms = []
-        if l1:
+        if with_l1:
             terms.append(l1 * tf.abs(x))
-        if l2:
+        if with_l2:
             terms.append(l2 * tf.square(x))
         return tf.add_n(terms) if terms else tf.zeros_like(x)
 
     @tf.function(jit_compile=True)
-    def value(x):
-        return tf.reduce_sum(weighted(tf.reshape(tf.cast(x, tf.float32), [-1])))
+    def value(x, l1, l2):
+        return tf.reduce_sum(weighted(tf.reshape(tf.cast(x, tf.float32), [-1]), l1, l2))
 
     @tf.function(jit_compile=True)
-    def slope(x, upstream):
+    def slope(x, upstream, l1, l2):
         xf = tf.cast(x, tf.float32)
-        return tf.cast(upstream * (l1 * tf.sign(xf) + (2.0 * l2) * xf), x.dtype)
+        derivative = tf.zeros_like(xf)
+        if with_l1:
+            derivative = l1 * tf.sign(xf)
+        if with_l2:
+            derivative = derivative + (2.0 * l2) * xf
+        return tf.cast(upstream * derivative, x.dtype)
 
     @tf.custom_gradient
-    def penalty(x):
-        return value(x), lambda upstream: slope(x, upstream)
+    def penalty(x, l1, l2):
+        return value(x, l1, l2), lambda upstream: (slope(x, upstream, l1, l2), None, None)
 
-    return penalty
+    def call(x, l1, l2):
+        return penalty(x, tf.convert_to_tensor(l1, tf.float32), tf.convert_to_tensor(l2, tf.float32))
+
+    return call
 
 
 class ActivityPenalty(keras.regularizers.Regularizer):
@@ -72,10 +88,11 @@ class ActivityPenalty(keras.regularizers.Regularizer):
 
     def __init__(self, penalty: keras.regularizers.Regularizer):
         self.penalty = penalty
-        self._fused = fused_penalty(*penalty_coefficients(penalty))
+        *self._strengths, with_l1, with_l2 = penalty_terms(penalty)
+        self._fused = fused_penalty(with_l1, with_l2)
 
     def __call__(self, x):
-        return self._fused(x)
+        return self._fused(x, *self._strengths)
 
     def get_config(self):
         return {"penalty": keras.regularizers.serialize(self.penalty)}

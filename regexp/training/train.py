@@ -250,20 +250,24 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Seconds spent training (validation excluded) in each epoch."""
+    """Seconds spent training (validation excluded) in each epoch, and in each epoch as a whole."""
 
     def __init__(self):
         super().__init__()
         self.train_seconds: list[float] = []
-        self._start = 0.0
+        self.epoch_seconds: list[float] = []
+        self._start = self._epoch_start = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._start = self._epoch_start = time.perf_counter()
 
     def on_test_begin(self, logs=None):
         if self._start:
             self.train_seconds.append(time.perf_counter() - self._start)
             self._start = 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -311,6 +315,7 @@ class FitResult:
     epochs_run: int
     diverged_epoch: int | None
     train_seconds: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)  # training and validation
     best_epoch: int | None = None  # by validation accuracy, 1-based
     best_weights: list[np.ndarray] | None = None  # model.get_weights() of best_epoch
 
@@ -355,6 +360,7 @@ def fit(
         initial_epoch + len(history.epoch),
         guard.diverged_epoch,
         timer.train_seconds,
+        timer.epoch_seconds,
         state.best_epoch,
         state.best_weights,
     )
@@ -372,14 +378,30 @@ def activation_statistics(model: keras.Model, stream: tf.data.Dataset) -> dict[s
     output in the model's graph) over `stream`, in inference mode, one batch at a time: the mean
     |output| and the fraction of outputs exactly 0. Outputs are read in float32 (bfloat16 ones
     cast up) and summed in float64."""
+    names, batch_sums = _activation_probe(model)
+    totals = np.zeros((len(names), 3))
+    for images, _ in stream:
+        totals += batch_sums(images).numpy()
+    return {
+        name: {"mean_abs": float(total_abs / count), "zero_fraction": float(zeros / count)}
+        for name, (total_abs, zeros, count) in zip(names, totals)
+    }
+
+
+def _activation_probe(model: keras.Model):
+    """(layer names, batch -> [[sum |output|, zeros, count] per layer]) for `model`, traced once
+    per model (kept on it: a model trained again by later runs reuses it)."""
+    probe = getattr(model, "_regexp_activation_probe", None)
+    if probe is not None:
+        return probe
     top = {layer.name for layer in model.layers}
     names = [name for name in kernel_layers(model) if name in top]
-    probe = keras.Model(model.inputs, [model.get_layer(name).output for name in names])
+    outputs = keras.Model(model.inputs, [model.get_layer(name).output for name in names])
 
     @tf.function
     def batch_sums(images):
         sums = []
-        for output in probe(images, training=False):
+        for output in outputs(images, training=False):
             values = tf.cast(tf.cast(output, tf.float32), tf.float64)
             sums.append(
                 tf.stack(
@@ -392,13 +414,8 @@ def activation_statistics(model: keras.Model, stream: tf.data.Dataset) -> dict[s
             )
         return tf.stack(sums)
 
-    totals = np.zeros((len(names), 3))
-    for images, _ in stream:
-        totals += batch_sums(images).numpy()
-    return {
-        name: {"mean_abs": float(total_abs / count), "zero_fraction": float(zeros / count)}
-        for name, (total_abs, zeros, count) in zip(names, totals)
-    }
+    object.__setattr__(model, "_regexp_activation_probe", (names, batch_sums))  # not tracked as Keras state
+    return names, batch_sums
 
 
 def write_weights(model: keras.Model, path: Path) -> None:
