@@ -199,12 +199,20 @@ class RunRecord(BaseModel):
     train_samples_per_s: Measure = Field(
         None, description="Median training samples per second over the epochs after the first."
     )
-    epochs_s: Annotated[
-        float | None, _checked("a number of seconds", lambda v: _is_number(v) and 0 <= v <= MAX_MAGNITUDE)
+    epoch_seconds: Annotated[
+        list[float] | None,
+        _checked(
+            f"a list of at most {MAX_EPOCHS} numbers of seconds",
+            lambda v: (
+                isinstance(v, list)
+                and len(v) <= MAX_EPOCHS
+                and all(_is_number(x) and 0 <= x <= MAX_MAGNITUDE for x in v)
+            ),
+        ),
     ] = Field(
         None,
-        description="Seconds this process spent in the run's epochs, training and validation passes "
-        "(`wall_time_s` less this is the run's fixed cost: set-up, tracing, evaluation, writing).",
+        description="Seconds of each epoch this process trained, its training and validation passes, in "
+        "order (the first also traces the training step, unless `training_path.compiled` says it was reused).",
     )
     param_count: Annotated[
         int | None, _checked(f"a whole number up to {MAX_PARAMS}", lambda v: _is_int(v) and 0 <= v <= MAX_PARAMS)

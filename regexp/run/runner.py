@@ -322,7 +322,7 @@ def _train_and_record(spec, data, staging, resumed, verbose, threads, prepared=N
         "best_epoch_test_accuracy": trained.best_epoch_test_accuracy,
         "wall_time_s": round(time.perf_counter() - started, 3),
         "train_samples_per_s": _median_rate(trained.train_size, trained.train_seconds),
-        "epochs_s": round(sum(trained.epoch_seconds), 3),
+        "epoch_seconds": [round(seconds, 3) for seconds in trained.epoch_seconds],
         "param_count": trained.param_count,
         "sparsity": trained.sparsity,
         "activations": trained.activations,
