@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from regexp.results import RunRecord, RunStatus, parse_record
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +42,14 @@ TINY_SET = [
     "--epochs",
     "1",
 ]
+
+
+def run_record(**fields) -> RunRecord:
+    """A run record made and checked as metrics.json is read: a completed run (with a test accuracy
+    and loss) unless `fields` give another status."""
+    status = fields.get("status", RunStatus.COMPLETED)
+    evaluated = {"test_accuracy": 0.9, "test_loss": 0.3} if status == RunStatus.COMPLETED else {}
+    return parse_record({"run": "run", "status": status, **evaluated, **fields})
 
 
 @pytest.fixture(autouse=True)

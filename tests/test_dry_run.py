@@ -8,9 +8,10 @@ import pytest
 from test_report import fake_run
 
 from regexp.config import config_hash, load_runs, to_yaml
+from regexp.results import RunStatus
 from regexp.run import dry_run
 
-from conftest import TINY, merge, write_config
+from conftest import TINY, merge, run_record, write_config
 
 
 def tree(root):
@@ -47,10 +48,10 @@ def study(tmp_path):
 
 
 def test_epoch_seconds_counts_only_the_epochs_this_process_trained():
-    assert dry_run.epoch_seconds({"wall_time_s": 30.0, "epochs_run": 4, "resumed_from_epoch": 1}) == 10.0
-    assert dry_run.epoch_seconds({"wall_time_s": 30.0, "epochs_run": 3}) == 10.0
-    assert dry_run.epoch_seconds({"wall_time_s": 30.0, "epochs_run": 0}) is None
-    assert dry_run.epoch_seconds({"status": "failed"}) is None
+    assert dry_run.epoch_seconds(run_record(wall_time_s=30.0, epochs_run=4, resumed_from_epoch=1)) == 10.0
+    assert dry_run.epoch_seconds(run_record(wall_time_s=30.0, epochs_run=3)) == 10.0
+    assert dry_run.epoch_seconds(run_record(wall_time_s=30.0, epochs_run=0)) is None
+    assert dry_run.epoch_seconds(run_record(status=RunStatus.FAILED)) is None
 
 
 def test_dry_run_lists_the_plan_and_estimates_from_comparable_runs_and_writes_nothing(cli, study):

@@ -42,13 +42,14 @@ def test_mean_with_interval_draws_the_t_interval_of_the_mean():
 def test_lambda_grids_hold_the_completed_runs_values_by_grid_series_and_lambda(tmp_path):
     grid_study(tmp_path)
     from regexp.results import scan_runs
+    from regexp.study.configs import records_of
 
-    runs = [run.metrics for run in scan_runs(tmp_path)[0]]
+    runs = records_of(scan_runs(tmp_path)[0])
     grids = plots.lambda_grids(runs)
     assert grids == {
         "grid": {"grid": {0.001: pytest.approx([0.899, 0.909, 0.919]), 0.1: pytest.approx([0.8, 0.81, 0.82])}}
     }
-    sparsity = plots.lambda_grids(runs, lambda m: m["sparsity"]["overall"])
+    sparsity = plots.lambda_grids(runs, lambda m: m.sparsity.overall)
     assert sparsity["grid"]["grid"][0.1] == pytest.approx([0.1, 0.101, 0.102])
 
 

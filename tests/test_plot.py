@@ -107,3 +107,14 @@ def test_plot_redraws_only_missing_or_outdated_run_curves_unless_asked(cli, tmp_
     result = cli("plot", tmp_path, "--redraw")
     assert result.exit_code == 0 and "up to date" not in result.output
     assert all((tmp_path / name / "loss.png").stat().st_mtime_ns != before for name, before in drawn.items())
+
+
+def test_a_sparsity_recorded_as_null_is_left_out_of_the_summarys_mean(tmp_path):
+    from test_report import fake_run
+
+    from regexp.study import summary
+
+    fake_run(tmp_path, "none", 0, 0.8, extra={"sparsity": {"overall": None}})  # a valid record: overall may be null
+    fake_run(tmp_path, "none", 1, 0.82)
+    [row] = summary.write_summary(tmp_path)
+    assert (row["completed"], row["sparsity_mean"]) == (2, 0.01)

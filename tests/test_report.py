@@ -253,6 +253,15 @@ def test_one_seed_per_config_is_shown_but_not_tested(cli, tmp_path):
     assert "No config detectably beats none" in result.output
 
 
+def test_a_renamed_run_folder_is_named_by_its_folder_in_the_report(cli, tmp_path):
+    for seed in range(2):
+        fake_run(tmp_path, "none", seed, 0.8 + seed / 100)
+    (tmp_path / "none__seed-1").rename(tmp_path / "none-moved")  # its metrics.json still says none__seed-1
+    assert cli("report", tmp_path).exit_code == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| none-moved | none |" in report and "none__seed-1" not in report
+
+
 def test_failed_runs_are_listed_and_not_counted(cli, tmp_path):
     make_study(tmp_path)
     fake_run(tmp_path, "l2_activity", 3, 0.0, regularizer=l2(), status="failed")

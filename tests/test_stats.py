@@ -10,27 +10,34 @@ import pytest
 from scipy.stats import t as student_t
 
 from regexp.errors import RegexpError
+from regexp.results import RunStatus, parse_record
 from regexp.study import stats
 
 L2 = [{"type": "l2", "targets": ["activity"], "lambda": 0.01, "l1": None, "l2": None, "layers": None}]
 
 
-def run(config, seed, accuracy, loss=0.5, regularizer=None, status="completed"):
-    """metrics.json of one run, as `regexp run` writes it (the fields the statistics read)."""
-    return {
-        "run": f"{config}__seed-{seed}",
-        "group": config,
-        "group_hash": config,
-        "seed": seed,
-        "status": status,
-        "test_accuracy": accuracy if status == "completed" else None,
-        "test_loss": loss,
-        "regularizer": [] if regularizer is None else regularizer,
-    }
+def run(config, seed, accuracy, loss=0.5, regularizer=None, status=RunStatus.COMPLETED, data=None):
+    """The record of one run, as `regexp run` writes it (the fields the statistics read)."""
+    return parse_record(
+        {
+            "run": f"{config}__seed-{seed}",
+            "group": config,
+            "group_hash": config,
+            "seed": seed,
+            "status": status,
+            "test_accuracy": accuracy if status is RunStatus.COMPLETED else None,
+            "test_loss": loss,
+            "regularizer": [] if regularizer is None else regularizer,
+            "data": data,
+        }
+    )
 
 
-def config(name, accuracies, seeds=None, regularizer=L2):
-    return [run(name, seed, a, regularizer=regularizer) for seed, a in zip(seeds or range(len(accuracies)), accuracies)]
+def config(name, accuracies, seeds=None, regularizer=L2, data=None):
+    return [
+        run(name, seed, a, regularizer=regularizer, data=data)
+        for seed, a in zip(seeds or range(len(accuracies)), accuracies)
+    ]
 
 
 def by_name(rows):
@@ -191,7 +198,7 @@ def test_a_significant_loss_of_accuracy_is_worse():
 
 
 def test_failed_runs_are_not_counted():
-    runs = config("none", [0.8, 0.82], regularizer=[]) + [run("none", 2, None, status="failed")]
+    runs = config("none", [0.8, 0.82], regularizer=[]) + [run("none", 2, None, status=RunStatus.FAILED)]
     (row,), _, _ = stats.config_stats(runs)
     assert (row.runs, row.n, row.seeds) == (3, 2, [0, 1])
 

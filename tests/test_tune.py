@@ -19,7 +19,7 @@ from regexp.errors import ConfigError
 from regexp.run import tune
 from regexp.study import tune_report
 
-from conftest import TINY, merge, write_config
+from conftest import TINY, merge, run_record, write_config
 
 TINY5 = merge(TINY, {"model": {"num_classes": 5}})
 LR = {"training.learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True}}
@@ -131,16 +131,16 @@ def test_a_value_in_the_outer_tenth_of_a_log_range_is_at_its_edge():
     assert tune_report.position_in_range(1e-6, entry) == 0
     assert math.isclose(tune_report.position_in_range(10**-3.5, entry), 0.5)
     assert math.isclose(tune_report.position_in_range(1e-2, entry), 0.8)
-    trial = {
-        "status": "completed",
-        "best_val_accuracy": 0.9,
-        "tuning": {"role": "trial", "study": "l1", "trial": 0, "params": {"regularizer.lambda": 10**-1.2}},
-    }
-    study = tune_report.Study("l1", {"regularizer.lambda": entry}, [trial])
+
+    def trial(value):
+        tuning = {"role": "trial", "study": "l1", "trial": 0, "params": {"regularizer.lambda": value}}
+        return run_record(run="l1__trial-0", best_val_accuracy=0.9, tuning=tuning)
+
+    study = tune_report.Study("l1", {"regularizer.lambda": entry}, [trial(10**-1.2)])
     [warning] = tune_report.edge_warnings(study)  # 10^-1.2 sits at 0.96 of the range
     assert warning.startswith("the best regularizer.lambda for l1 (0.0631) is at the high edge of its range")
     assert warning.endswith("widen it")
-    trial["tuning"]["params"]["regularizer.lambda"] = 1e-4  # at 0.4: well inside
+    study = tune_report.Study("l1", {"regularizer.lambda": entry}, [trial(1e-4)])  # at 0.4: well inside
     assert tune_report.edge_warnings(study) == []
 
 

@@ -261,6 +261,11 @@ class RunRecord(BaseModel):
         None, description="Per layer, statistics of its outputs over the test set (mean, fraction of zeros, ...)."
     )
 
+    @property
+    def is_evaluated(self) -> bool:
+        """Completed with a test accuracy: a run the statistics, summary and figures count."""
+        return self.status is RunStatus.COMPLETED and self.test_accuracy is not None
+
     @field_validator("run", mode="before")
     @classmethod
     def _run_is_a_run_name(cls, value: Any) -> Any:

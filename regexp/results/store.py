@@ -338,9 +338,9 @@ def duplicate_runs(runs: list[SavedRun]) -> tuple[list[SavedRun], list[str]]:
     """
     first: dict[tuple, SavedRun] = {}
     kept, copies = [], []
-    for run in sorted(runs, key=lambda run: (run.folder.name != run.metrics["run"], run.folder.name)):
-        m = run.metrics
-        key = (m.get("group"), m.get("group_hash"), m.get("config_hash"), m.get("seed"))
+    for run in sorted(runs, key=lambda run: (run.folder.name != run.record.run, run.folder.name)):
+        m = run.record
+        key = (m.group, m.group_hash, m.config_hash, m.seed)
         if key[2] is None or key[3] is None:
             kept.append(run)
         elif key in first:

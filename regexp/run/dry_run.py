@@ -44,12 +44,12 @@ def _saved_config(folder: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def epoch_seconds(metrics: dict) -> float | None:
+def epoch_seconds(record: results.RunRecord) -> float | None:
     """A saved run's measured seconds per epoch: wall time / epochs trained by that process."""
-    wall, epochs = metrics.get("wall_time_s"), metrics.get("epochs_run")
-    if not isinstance(wall, (int, float)) or not isinstance(epochs, int) or wall <= 0:
+    wall, epochs = record.wall_time_s, record.epochs_run
+    if wall is None or epochs is None or wall <= 0:
         return None
-    trained = epochs - (metrics.get("resumed_from_epoch") or 0)
+    trained = epochs - (record.resumed_from_epoch or 0)
     return wall / trained if trained > 0 else None
 
 
@@ -57,7 +57,7 @@ def measured_epochs(root: Path) -> dict[tuple, list[float]]:
     """{(data, model) sections: seconds per epoch of each saved run with that shape} under `root`."""
     by_shape: dict[tuple, list[float]] = {}
     for run in results.scan_runs(root)[0]:
-        seconds = epoch_seconds(run.metrics)
+        seconds = epoch_seconds(run.record)
         saved = _saved_config(run.folder) if seconds is not None else None
         if saved is not None:
             by_shape.setdefault(repr(_shape(saved)), []).append(seconds)

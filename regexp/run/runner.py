@@ -252,13 +252,14 @@ def _run_locked(
         results.promote(staging, final)
     except OSError as exc:
         return failed_outcome(spec.name, final, f"could not move {staging} into {final}: {exc.strerror or exc}")
-    if metrics["status"] == COMPLETED:
-        logger.info(f"Test loss: {metrics['test_loss']:.4f} / Test accuracy: {metrics['test_accuracy']:.4f}")
-    elif metrics["status"] == PRUNED:
-        logger.info(f"{spec.name}: pruned after epoch {metrics['epochs_run']}")
+    record = results.parse_record(metrics)  # the record as written (write_record checked it)
+    if record.status is COMPLETED:
+        logger.info(f"Test loss: {record.test_loss:.4f} / Test accuracy: {record.test_accuracy:.4f}")
+    elif record.status is PRUNED:
+        logger.info(f"{spec.name}: pruned after epoch {record.epochs_run}")
     else:
-        logger.info(f"{spec.name}: diverged (non-finite loss) in epoch {metrics['diverged_epoch']}")
-    return RunOutcome(spec.name, metrics["status"], final, metrics)
+        logger.info(f"{spec.name}: diverged (non-finite loss) in epoch {record.diverged_epoch}")
+    return RunOutcome(spec.name, record.status, final, metrics)
 
 
 def _base_metrics(spec: RunSpec) -> dict:

@@ -296,7 +296,7 @@ def finished_run(root: Path, spec: RunSpec) -> dict | None:
         return None
     if run is None or run.metrics.get("config_hash") != config_hash(spec.config):
         return None
-    return run.metrics if run.metrics["status"] in (COMPLETED, PRUNED, DIVERGED) else None
+    return run.metrics if run.record.status in (COMPLETED, PRUNED, DIVERGED) else None
 
 
 def _pruning_rule(trial, enabled: bool):
@@ -324,7 +324,7 @@ def train_trial(claimed: Claimed, study, target: Target, root: Path, verbose, th
     trial.set_user_attr("run", spec.name)
     metrics = finished_run(root, spec) if claimed.resumed else None
     if metrics is not None:
-        outcome = RunOutcome(spec.name, metrics["status"], results.run_dir(root, spec.name), metrics)
+        outcome = RunOutcome(spec.name, results.parse_record(metrics).status, results.run_dir(root, spec.name), metrics)
     else:
         # A RegexpError here (data that cannot be loaded, a run folder of another config) concerns
         # every trial: it stops the tuning in one line, this trial left to be resumed.

@@ -47,11 +47,10 @@ def run_row(run: results.SavedRun) -> tuple[dict | None, str | None]:
         return None, f"{path}: not YAML ({' '.join(str(exc).split()) if isinstance(exc, yaml.YAMLError) else exc})"
     if not isinstance(config, dict):
         return None, f"{path}: not a config mapping"
-    row = {"run": folder.name, "status": metrics.get("status")}  # metrics.json's `run` is the folder's name
+    row = {"run": folder.name, "status": run.record.status.value}  # metrics.json's `run` is the folder's name
     row.update(flatten(config, "config"))
-    row.update(
-        {key: value for key, value in flatten(metrics).items() if key not in ("run", "status") and not _config_key(key)}
-    )
+    # Every field of metrics.json as written, those the record does not name included: the plain dict.
+    row.update({key: value for key, value in flatten(metrics).items() if key not in row and not _config_key(key)})
     return {key: _cell(value) for key, value in row.items()}, None
 
 

@@ -8,7 +8,7 @@ Everything is read from the files on disk (no TensorFlow). Per run folder, one M
 - tags: `regexp.*` (config name, config hash, group hash, seed, status, regexp's version and commit);
 - artifacts: the figures, metrics.json, config.yaml, history.csv, model.txt (the weights with `with_weights`).
 
-The seeds of one config (a group of `summary.group_runs`) are the child runs of one parent run
+The seeds of one config (a group of `configs.group_runs`) are the child runs of one parent run
 per config, which carries the config's params (seed left out) and its row of stats.csv, read by
 column name: numbers as metrics (step = n, the seeds it counts), text (baseline, test, verdict)
 as `regexp.stats.<column>` tags.
@@ -40,15 +40,15 @@ import yaml
 
 from regexp import results
 from regexp.errors import RegexpError, TrackingError
-from regexp.results import flatten
-from regexp.study.summary import group_runs
+from regexp.results import RunStatus, flatten
+from regexp.study.configs import group_runs, records_of
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default store since 3.7
 ARTIFACTS_FOLDER = "mlartifacts"  # beside a SQLite store's file, as `mlflow server` names it
 STATS = "stats.csv"
 RUN_ARTIFACTS = (results.METRICS, results.CONFIG, results.HISTORY, results.MODEL_SUMMARY)
 FIGURE_SUFFIXES = (".png", ".svg")
-# The fields of metrics.json logged as a run's metrics (with what lies under them); the rest is in its metrics.json artifact.
+# The fields of the run record logged as a run's metrics (with what lies under them); the rest is in its metrics.json artifact.
 RESULT_FIELDS = (
     "test_accuracy",
     "test_loss",
@@ -127,7 +127,9 @@ def _is_number(value) -> bool:
 def run_metrics(run: results.SavedRun) -> list[tuple[str, float, int]]:
     """Every history.csv column per epoch (step = epoch), then the run's results from metrics.json (step 0)."""
     out = [(key, float(value), row["epoch"]) for row in run.history for key, value in row.items() if key != "epoch"]
-    for key, value in flatten({k: run.metrics[k] for k in RESULT_FIELDS if k in run.metrics}).items():
+    # The fields as on disk: a field written null stays in, one never written stays out.
+    recorded = run.record.model_dump(include=set(RESULT_FIELDS), exclude_unset=True)
+    for key, value in flatten(recorded).items():
         if _is_number(value):
             out.append((key, float(value), 0))
     return out
@@ -135,19 +137,19 @@ def run_metrics(run: results.SavedRun) -> list[tuple[str, float, int]]:
 
 def run_tags(run: results.SavedRun) -> dict[str, str]:
     """What a seed run is known by: config name, hashes, seed, status, regexp's version and source commit."""
-    m = run.metrics
-    source = m.get("regexp_source") or {}
+    m = run.record
+    source = run.metrics.get("regexp_source") or {}  # provenance: not a field of the record, read as written
     tags = {
         TAG_KIND: SEED_RUN,
         "regexp.run": run.folder.name,
-        "regexp.config": m.get("group") or run.folder.name,
-        "regexp.config_hash": m.get("config_hash"),
-        "regexp.group_hash": m.get("group_hash"),
-        "regexp.seed": m.get("seed"),
-        "regexp.status": m["status"],
-        "regexp.version": (m.get("versions") or {}).get("regexp"),
+        "regexp.config": m.group or run.folder.name,
+        "regexp.config_hash": m.config_hash,
+        "regexp.group_hash": m.group_hash,
+        "regexp.seed": m.seed,
+        "regexp.status": m.status.value,
+        "regexp.version": (m.versions or {}).get("regexp"),
         "regexp.commit": source.get("commit") if isinstance(source, dict) else None,
-        "regexp.error": m.get("error"),
+        "regexp.error": m.error,
     }
     if isinstance(source, dict) and source.get("commit"):
         tags["mlflow.source.git.commit"] = source["commit"]
@@ -173,8 +175,8 @@ def _millis(iso: str | None) -> int | None:
 
 def run_record(run: results.SavedRun, config: dict, with_weights: bool) -> RunRecord:
     """A saved run (its metrics.json, history.csv and resolved config.yaml read) as one MLflow run."""
-    end = _millis(run.metrics.get("finished_at"))
-    wall = run.metrics.get("wall_time_s")
+    end = _millis(run.record.finished_at)
+    wall = run.record.wall_time_s
     start = end - int(wall * 1000) if end is not None and _is_number(wall) else end
     return RunRecord(
         identity=f"run:{run.folder.name}:{record_digest(run.folder)}",
@@ -183,7 +185,7 @@ def run_record(run: results.SavedRun, config: dict, with_weights: bool) -> RunRe
         metrics=run_metrics(run),
         tags=run_tags(run),
         artifacts=run_artifacts(run.folder, with_weights),
-        status="FAILED" if run.metrics["status"] == "failed" else "FINISHED",
+        status="FAILED" if run.record.status is RunStatus.FAILED else "FINISHED",
         start_ms=start,
         end_ms=end,
     )
@@ -207,10 +209,10 @@ def config_records(root: Path, with_weights: bool) -> tuple[list[ConfigRecord], 
     runs, problems = results.scan_runs(root)
     by_name = {run.folder.name: run for run in runs}
     configs = []
-    for label, members in group_runs([run.metrics | {"run": run.folder.name} for run in runs]).items():
+    for label, members in group_runs(records_of(runs)).items():
         records = []
-        for metrics in members:
-            run = by_name[metrics["run"]]
+        for member in members:
+            run = by_name[member.run]
             config, problem = read_config(run.folder)
             if problem:
                 problems.append(problem)
@@ -219,9 +221,9 @@ def config_records(root: Path, with_weights: bool) -> tuple[list[ConfigRecord], 
         if not records:
             continue
         first = members[0]
-        group_hash = first.get("group_hash") or first["run"]
+        group_hash = first.group_hash or first.run
         tags = {TAG_KIND: CONFIG_RUN, "regexp.config": label, "regexp.group_hash": group_hash}
-        identity = f"config:{first.get('group') or first['run']}:{group_hash}"  # not the label: it can gain a suffix
+        identity = f"config:{first.group or first.run}:{group_hash}"  # not the label: it can gain a suffix
         configs.append(ConfigRecord(identity, label, shared_params(records), tags, records))
     return configs, problems
 

@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from regexp.results import HISTORY, inside_root, write_bytes_atomic  # noqa: E402
+from regexp.results import HISTORY, RunRecord, inside_root, write_bytes_atomic  # noqa: E402
 from regexp.study.figure_style import DPI, line_styles  # noqa: E402
 
 FIGURE_SIZE = (7, 4.5)
@@ -169,38 +169,38 @@ def compare_test_accuracy(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def lambda_series(runs: list[dict]) -> dict[str, dict[str, list[tuple[float, dict]]]]:
-    """{sweep base name: {series: [(lambda, metrics)]}} for grids that vary regularizer.lambda."""
-    found: dict[str, dict[str, list[tuple[float, dict]]]] = {}
+def lambda_series(runs: list[RunRecord]) -> dict[str, dict[str, list[tuple[float, RunRecord]]]]:
+    """{sweep base name: {series: [(lambda, record)]}} for grids that vary regularizer.lambda."""
+    found: dict[str, dict[str, list[tuple[float, RunRecord]]]] = {}
     for m in runs:
-        name, entries = m.get("run", ""), m.get("regularizer") or []
+        name, entries = m.run, m.regularizer or []  # entries: the penalties as the config resolved them
         if "__lambda-" not in name or len(entries) != 1 or entries[0].get("lambda") is None:
             continue
         base = name.split("__")[0]
-        parts = (m.get("group") or name).split("__")
+        parts = (m.group or name).split("__")
         series = "__".join(p for p in parts if not p.startswith("lambda-")) or base
         found.setdefault(base, {}).setdefault(series, []).append((entries[0]["lambda"], m))
     return {base: s for base, s in found.items() if len({lam for pts in s.values() for lam, _ in pts}) > 1}
 
 
-def lambda_grids(runs: list[dict], value=lambda m: m["test_accuracy"]) -> dict[str, dict[str, dict[float, list]]]:
-    """{grid: {series: {lambda: [value of each completed run]}}}, by default the test accuracies."""
+def lambda_grids(runs: list[RunRecord], value=lambda m: m.test_accuracy) -> dict[str, dict[str, dict[float, list]]]:
+    """{grid: {series: {lambda: [value of each evaluated run]}}}, by default the test accuracies."""
     grids: dict[str, dict[str, dict[float, list]]] = {}
     for base, series in lambda_series(runs).items():
         for label, points in series.items():
             by_lambda = grids.setdefault(base, {}).setdefault(label, {})
             for lam, m in points:
                 values = by_lambda.setdefault(lam, [])
-                if m.get("status") == "completed" and m.get("test_accuracy") is not None:
+                if m.is_evaluated:
                     values.append(value(m))
     return grids
 
 
-def _sparsity(m: dict):
-    return (m.get("sparsity") or {}).get("overall")
+def _sparsity(m: RunRecord) -> float | None:
+    return m.sparsity.overall if m.sparsity is not None else None
 
 
-def plot_lambda_grid(base: str, series: dict[str, list[tuple[float, dict]]], path: Path) -> Path:
+def plot_lambda_grid(base: str, series: dict[str, list[tuple[float, RunRecord]]], path: Path) -> Path:
     """Test accuracy and weight sparsity against lambda, mean and 95 % t interval over seeds:
     the report's λ figure (report_figures.lambda_curves) for this one grid."""
     from regexp.study.report_figures import lambda_curves
@@ -239,12 +239,12 @@ def plot_results(root: Path, fmt: str = "png", redraw: bool = False) -> PlotRepo
     report's `skipped`; runs without history (failed before training) are only summarised."""
     from regexp.results import is_run_folder, scan_runs
     from regexp.study import summary
+    from regexp.study.configs import group_runs, records_of
 
     saved, skipped = scan_runs(root)
     single_run = is_run_folder(root)
     report = PlotReport(found=len(saved), skipped=skipped)
-    # Each run by its folder's name, the one checked to name a folder under root (not metrics.json's `run`).
-    runs, histories, tasks = [{**run.metrics, "run": run.folder.name} for run in saved], {}, []
+    runs, histories, tasks = records_of(saved), {}, []
     for run in saved:
         if not run.history:
             continue
@@ -259,8 +259,7 @@ def plot_results(root: Path, fmt: str = "png", redraw: bool = False) -> PlotRepo
     if single_run or not runs:
         return report
     groups = {
-        label: [histories[m["run"]] for m in members if m.get("run") in histories]
-        for label, members in summary.group_runs(runs).items()
+        label: [histories[m.run] for m in members if m.run in histories] for label, members in group_runs(runs).items()
     }
     figure = {name: inside_root(root, f"{name}.{fmt}") for name in ROOT_FIGURES}
     written.append(compare_curves(groups, "val_accuracy", "validation accuracy", figure["validation_accuracy"]))

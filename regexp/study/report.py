@@ -28,7 +28,7 @@ import numpy as np
 
 from regexp.config import LAYER_NAMES
 from regexp.errors import RegexpError, ResultsError
-from regexp.results import WEIGHTS, SavedRun, scan_runs, summary_lock
+from regexp.results import WEIGHTS, RunStatus, SavedRun, scan_runs, summary_lock
 from regexp.results.record import MAX_PARAMS
 from regexp.results.store import (
     MAX_WEIGHTS_BYTES,
@@ -40,8 +40,8 @@ from regexp.results.store import (
     open_plain_file,
 )
 from regexp.study import escape, report_figures, stats, tune_report
+from regexp.study.configs import ConfigRuns, config_table, records_of
 from regexp.study.plots import lambda_grids
-from regexp.study.summary import group_runs
 
 NOT_RECORDED = "not recorded by this run"
 QUESTION = (
@@ -73,10 +73,10 @@ def recorded_layers(runs: list[SavedRun]) -> tuple[str, ...]:
     else `sparsity.layers`), in the order first recorded; the reference CNN's when none says."""
     names: dict[str, None] = {}
     for run in runs:
-        model, sparsity = run.metrics.get("model"), run.metrics.get("sparsity")
+        model = run.metrics.get("model")  # the model's description: not a field of the record, read as written
         layers = model.get("layers") if isinstance(model, dict) else None
-        if not isinstance(layers, dict) and isinstance(sparsity, dict):
-            layers = sparsity.get("layers")
+        if not isinstance(layers, dict) and run.record.sparsity is not None:
+            layers = run.record.sparsity.layers
         names.update(dict.fromkeys(layers if isinstance(layers, dict) else ()))
     return tuple(names) or LAYER_NAMES
 
@@ -120,27 +120,27 @@ def magnitude_counts(weights: np.ndarray) -> list[int]:
     return counts.tolist()
 
 
-def _weight_histograms(runs: list[SavedRun], label_of: dict[int, str]) -> tuple[dict, dict[str, str]]:
+def _weight_histograms(runs: list[SavedRun], label_of: dict[str, str]) -> tuple[dict, dict[str, str]]:
     """({config: {layer: counts summed over its runs}}, {run name: what its weights file gave})."""
     histograms: dict[str, dict[str, list[int]]] = {}
     notes: dict[str, str] = {}
     for run in runs:
-        name = _name(run)
+        name = run.folder.name
         path = run.folder / WEIGHTS
-        if run.metrics.get("status") != "completed":
+        if run.record.status is not RunStatus.COMPLETED:
             continue
         if not os.path.lexists(path):
             notes[name] = NOT_RECORDED
             continue
         try:
             layers = recorded_layers([run])
-            kernels = read_kernels(path, run.metrics.get("param_count") or MAX_PARAMS, layers)
+            kernels = read_kernels(path, run.record.param_count or MAX_PARAMS, layers)
         except (OSError, KeyError, ValueError, TypeError) as exc:
             notes[name] = f"cannot be read ({exc})"
             continue
         missing = [layer for layer in layers if layer not in kernels]
         notes[name] = "saved" + (f" (no {', '.join(missing)})" if missing else "")
-        per_layer = histograms.setdefault(label_of[id(run.metrics)], {})
+        per_layer = histograms.setdefault(label_of[name], {})
         for layer, kernel in kernels.items():
             counts = magnitude_counts(kernel)
             per_layer[layer] = [a + b for a, b in zip(per_layer.get(layer, [0] * len(counts)), counts)]
@@ -148,14 +148,6 @@ def _weight_histograms(runs: list[SavedRun], label_of: dict[int, str]) -> tuple[
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _name(run: SavedRun) -> str:
-    return run.metrics.get("run") or run.folder.name
-
-
-def _completed(run: SavedRun) -> bool:
-    return run.metrics.get("status") == "completed" and run.metrics.get("test_accuracy") is not None
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -384,13 +376,13 @@ def _short_verdict(verdict: str) -> str:
 # --------------------------------------------------------------------------- building
 
 
-def _activations(runs: list[SavedRun], label_of: dict[int, str]) -> dict:
+def _activations(runs: list[SavedRun], label_of: dict[str, str]) -> dict:
     found: dict[str, dict[str, dict[str, list[float]]]] = {}
     for run in runs:
-        recorded = run.metrics.get("activations")
-        if not _completed(run) or not isinstance(recorded, dict):
+        recorded = run.record.activations
+        if not run.record.is_evaluated or recorded is None:
             continue
-        per_layer = found.setdefault(label_of[id(run.metrics)], {})
+        per_layer = found.setdefault(label_of[run.folder.name], {})
         for layer, values in recorded.items():
             if isinstance(values, dict):
                 for key in ("mean_abs", "zero_fraction"):
@@ -399,18 +391,20 @@ def _activations(runs: list[SavedRun], label_of: dict[int, str]) -> dict:
     return found
 
 
-def _sparsity(runs: list[SavedRun], label_of: dict[int, str]) -> dict[str, dict[str, float]]:
-    """{config: {layer and 'overall': mean near-zero fraction over its completed runs}}."""
+def _sparsity(runs: list[SavedRun], label_of: dict[str, str]) -> dict[str, dict[str, float]]:
+    """{config: {layer and 'overall': mean near-zero fraction over its evaluated runs}}."""
     values: dict[str, dict[str, list[float]]] = {}
     for run in runs:
-        sparsity = run.metrics.get("sparsity") or {}
-        if not _completed(run) or not isinstance(sparsity, dict):
+        if not run.record.is_evaluated:
             continue
-        per = values.setdefault(label_of[id(run.metrics)], {})
-        for layer, fraction in (sparsity.get("layers") or {}).items():
+        sparsity = run.record.sparsity
+        per = values.setdefault(label_of[run.folder.name], {})
+        if sparsity is None:
+            continue
+        for layer, fraction in (sparsity.layers or {}).items():
             per.setdefault(layer, []).append(fraction)
-        if sparsity.get("overall") is not None:
-            per.setdefault("overall", []).append(sparsity["overall"])
+        if sparsity.overall is not None:
+            per.setdefault("overall", []).append(sparsity.overall)
     return {label: {k: statistics.fmean(v) for k, v in per.items()} for label, per in values.items()}
 
 
@@ -425,7 +419,7 @@ class _Material:
     baseline: str | None
     how: str
     answer: list[str]
-    label_of: dict[int, str]
+    label_of: dict[str, str]  # run folder name: its config's label
     weight_notes: dict[str, str]
     figures: dict[str, tuple[str | None, str]]  # id: (data URI or None, caption or why missing)
     sparsity: dict[str, dict[str, float]]
@@ -442,10 +436,10 @@ def build_report(
     """The report of these runs: statistics, answer, stats.csv, report.md and report.html
     (with figures unless `figures` is False). An unknown `baseline`, or a smallest effect of
     interest (`sesoi_points`, percentage points) outside (0, 100), is a RegexpError."""
-    metrics = [run.metrics for run in runs]
-    rows, chosen, how = stats.config_stats(metrics, baseline, stats.sesoi_fraction(sesoi_points))
-    groups = group_runs(metrics)
-    label_of = {id(m): label for label, members in groups.items() for m in members}
+    records = records_of(runs)
+    rows, chosen, how = stats.config_stats(records, baseline, stats.sesoi_fraction(sesoi_points))
+    groups = config_table(records)
+    label_of = {m.run: label for label, config in groups.items() for m in config.members}
     histograms, weight_notes = _weight_histograms(runs, label_of)
     material = _Material(
         root,
@@ -469,7 +463,7 @@ def build_report(
     return report
 
 
-def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dict) -> dict:
+def _figures(material: _Material, groups: dict[str, ConfigRuns], histograms: dict) -> dict:
     rows, baseline, runs, label_of = material.rows, material.baseline, material.runs, material.label_of
     config_order = [r.config for r in rows]
     colors = report_figures.config_colors(config_order)
@@ -489,14 +483,8 @@ def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dic
         "No forest plot: "
         + ("there is no baseline to compare with." if baseline is None else "there is no other config to compare."),
     )
-    grids = lambda_grids([run.metrics for run in runs])
-    base_values = []
-    if baseline:
-        base_values = [
-            m["test_accuracy"]
-            for m in groups[baseline]
-            if m.get("status") == "completed" and m.get("test_accuracy") is not None
-        ]
+    grids = lambda_grids(records_of(runs))
+    base_values = groups[baseline].accuracies if baseline else []
     add(
         "lambda",
         report_figures.lambda_curves(grids, (baseline, base_values) if baseline else None),
@@ -506,9 +494,7 @@ def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dic
         "[0.001, 0.01, 0.1]}).",
     )
     ordered = {label: histograms[label] for label in config_order if label in histograms}
-    threshold = next(
-        (r.metrics["sparsity"].get("threshold") for r in runs if isinstance(r.metrics.get("sparsity"), dict)), None
-    )
+    threshold = next((r.record.sparsity.threshold for r in runs if r.record.sparsity is not None), None)
     without = sorted(n for n, note in material.weight_notes.items() if note != "saved" and not note.startswith("saved"))
     add(
         "weights",
@@ -519,9 +505,7 @@ def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dic
         f"No weight histograms: the final weights ({WEIGHTS}) were not recorded by these runs.",
     )
     activations = _activations(runs, label_of)
-    no_activations = sorted(
-        _name(r) for r in runs if _completed(r) and not isinstance(r.metrics.get("activations"), dict)
-    )
+    no_activations = sorted(r.folder.name for r in runs if r.record.is_evaluated and r.record.activations is None)
     add(
         "activations",
         report_figures.activation_bars(
@@ -536,7 +520,7 @@ def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dic
         "No activation figure: activation statistics (metrics.json `activations`) were not recorded by these runs.",
     )
     histories = {
-        label: [r.history for r in runs if _completed(r) and label_of[id(r.metrics)] == label and r.history]
+        label: [r.history for r in runs if r.record.is_evaluated and label_of[r.folder.name] == label and r.history]
         for label in config_order
     }
     add(
@@ -555,13 +539,13 @@ def _figures(material: _Material, groups: dict[str, list[dict]], histograms: dic
 
 def _data_lines(material: _Material) -> list[str]:
     runs = material.runs
-    statuses = collections.Counter(run.metrics.get("status", "unknown") for run in runs)
-    descriptions = collections.Counter(
-        (run.metrics.get("data") or {}).get("description") or "not recorded" for run in runs
-    )
-    epochs = sorted({run.metrics.get("epochs_planned") for run in runs if run.metrics.get("epochs_planned")})
-    seeds = sorted({run.metrics.get("seed") for run in runs if run.metrics.get("seed") is not None})
-    split = next(((run.metrics.get("data") or {}) for run in runs if run.metrics.get("data")), {})
+    records = [run.record for run in runs]
+    statuses = collections.Counter(m.status.value for m in records)
+    descriptions = collections.Counter((m.data.description if m.data else None) or "not recorded" for m in records)
+    epochs = sorted({m.epochs_planned for m in records if m.epochs_planned})
+    seeds = sorted({m.seed for m in records if m.seed is not None})
+    split = next((m.data for m in records if m.data is not None and m.data.model_fields_set), None)
+    sizes = (split.train, split.validation, split.test) if split else (None,)
     lines = [
         f"Results root: {material.root}",
         (
@@ -571,11 +555,7 @@ def _data_lines(material: _Material) -> list[str]:
         ),
         "Data: "
         + "; ".join(f"{d} ({n} runs)" for d, n in descriptions.items())
-        + (
-            f"; {split['train']} training / {split['validation']} validation / {split['test']} test samples"
-            if {"train", "validation", "test"} <= set(split)
-            else ""
-        )
+        + ("; {} training / {} validation / {} test samples".format(*sizes) if None not in sizes else "")
         + ".",
         (f"Baseline: {material.baseline} ({material.how})." if material.baseline else f"No baseline: {material.how}."),
     ]
@@ -668,28 +648,32 @@ def _run_table(material: _Material) -> tuple[list[str], list[list[str]]]:
         "weights",
     ]
     body = []
-    for run in sorted(material.runs, key=_name):
-        m = run.metrics
-        best = m.get("best_epoch_test_accuracy")
-        epochs = f"{m.get('epochs_run', '–')}/{m.get('epochs_planned', '–')}"
-        status = m.get("status", "unknown") + (f": {m['error']}" if m.get("error") else "")
+    for run in sorted(material.runs, key=lambda run: run.folder.name):
+        name, m = run.folder.name, run.record
+        best = m.best_epoch_test_accuracy
+        status = m.status.value + (f": {m.error}" if m.error else "")
         body.append(
             [
-                _name(run),
-                material.label_of.get(id(m), "?"),
-                str(m.get("seed", "–")),
+                name,
+                material.label_of.get(name, "?"),
+                _shown(m.seed),
                 status,
-                _num(m.get("test_accuracy")),
-                _num(m.get("test_loss")),
-                _num(best) if best is not None else "not recorded" if _completed(run) else "–",
-                epochs,
-                (m.get("training_path") or {}).get("precision", "not recorded"),
-                f"{m['wall_time_s']:.1f} s" if isinstance(m.get("wall_time_s"), (int, float)) else "–",
-                str(m.get("finished_at", "–")).replace("T", " ")[:16],  # UTC, to the minute
-                material.weight_notes.get(_name(run), "–").replace(NOT_RECORDED, "not recorded"),
+                _num(m.test_accuracy),
+                _num(m.test_loss),
+                _num(best) if best is not None else "not recorded" if m.is_evaluated else "–",
+                f"{_shown(m.epochs_run)}/{_shown(m.epochs_planned)}",
+                (m.training_path.precision if m.training_path else None) or "not recorded",
+                f"{m.wall_time_s:.1f} s" if m.wall_time_s is not None else "–",
+                _shown(m.finished_at).replace("T", " ")[:16],  # UTC, to the minute
+                material.weight_notes.get(name, "–").replace(NOT_RECORDED, "not recorded"),
             ]
         )
     return header, body
+
+
+def _shown(value) -> str:
+    """A recorded value in a table cell; a dash where the record has none."""
+    return "–" if value is None else str(value)
 
 
 def _runs_note(body: list[list[str]]) -> str:
@@ -700,8 +684,7 @@ def _runs_note(body: list[list[str]]) -> str:
 
 def _versions(material: _Material) -> list[str]:
     counts = collections.Counter(
-        ", ".join(f"{k} {v}" for k, v in (run.metrics.get("versions") or {}).items()) or NOT_RECORDED
-        for run in material.runs
+        ", ".join(f"{k} {v}" for k, v in (run.record.versions or {}).items()) or NOT_RECORDED for run in material.runs
     )
     return [f"{text}: {n} run{'s' if n != 1 else ''}" for text, n in counts.most_common()]
 
@@ -725,10 +708,10 @@ def _sparsity_table(material: _Material) -> tuple[list[str], list[list[str]]]:
 
 def _compute_lines(runs: list[SavedRun]) -> str:
     """The compute used, from the runs' own records: total training time, and the machines."""
-    seconds = sum(r.metrics["wall_time_s"] for r in runs if isinstance(r.metrics.get("wall_time_s"), (int, float)))
+    seconds = sum(r.record.wall_time_s for r in runs if r.record.wall_time_s is not None)
     machines = collections.Counter()
     for run in runs:
-        host = run.metrics.get("host")
+        host = run.metrics.get("host")  # the machine's description: not a field of the record, read as written
         if isinstance(host, dict):
             gpus = host.get("gpus")
             gpu = ", ".join(map(str, gpus)) if isinstance(gpus, list) and gpus else "no GPU"
@@ -1061,7 +1044,7 @@ def write_report(root: Path, baseline: str | None = None, sesoi_points: float = 
         raise RegexpError(f"{root}: no runs here (a run folder holds a metrics.json)")
     # --- regexp tune's hook: its trials were chosen on validation, so only its confirmation runs
     # (and ordinary runs) are compared here; tune_report writes tuning.md/html about the trials.
-    runs = [run for run in runs if not tune_report.is_trial(run.metrics)]
+    runs = [run for run in runs if not tune_report.is_trial(run.record)]
     # --- end of regexp tune's hook
     report = build_report(root, runs, skipped, baseline, sesoi_points=sesoi_points)
     try:

@@ -1,8 +1,9 @@
 """Statistics across seeds: confidence intervals per config, each config against a baseline,
 what the study can detect, how many seeds would decide it, and runs that collapsed.
 
-Pure functions of metrics.json dicts (no TensorFlow, no files). A config is a group of
-`summary.group_runs` (its seeds together); only completed runs with a test accuracy count (n).
+Pure functions of run records (no TensorFlow, no files). A config is a row of
+`configs.config_table` (its seeds together), as in summary.csv; only its evaluated runs
+(completed with a test accuracy, RunRecord.is_evaluated) count (n).
 
 - Interval of a config's mean test accuracy: Student t with n - 1 degrees of freedom; none
   when n = 1.
@@ -34,8 +35,9 @@ from scipy import optimize
 from scipy import stats as scipy_stats
 
 from regexp.errors import RegexpError
+from regexp.results import RunRecord, RunStatus
+from regexp.study.configs import ConfigRuns, config_table
 from regexp.study.escape import csv_cell
-from regexp.study.summary import describe_regularizer, group_runs
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
@@ -275,20 +277,17 @@ def welch_comparison(
     )
 
 
-def compare(baseline: dict, other: dict, sesoi: float = DEFAULT_SESOI_POINTS / 100) -> Comparison:
-    """Compare two configs given as {seed: test accuracy} plus their plain lists.
-
-    `baseline` and `other` are {"by_seed": {seed: accuracy} or None, "values": [accuracy]}:
-    by_seed is None when the config's seeds are unknown or repeated.
-    """
-    if not baseline["values"] or not other["values"]:
-        side = "the baseline has" if not baseline["values"] else "this config has"
+def compare(baseline: ConfigRuns, other: ConfigRuns, sesoi: float = DEFAULT_SESOI_POINTS / 100) -> Comparison:
+    """Compare two configs' test accuracies: paired by seed when both hold the same set of distinct
+    seeds (ConfigRuns.accuracy_by_seed), else Welch's test of the plain lists."""
+    if not baseline.accuracies or not other.accuracies:
+        side = "the baseline has" if not baseline.accuracies else "this config has"
         return Comparison(None, why=f"{side} no completed run")
-    base_seeds, other_seeds = baseline["by_seed"], other["by_seed"]
+    base_seeds, other_seeds = baseline.accuracy_by_seed, other.accuracy_by_seed
     if base_seeds is not None and other_seeds is not None and set(base_seeds) == set(other_seeds):
         order = sorted(base_seeds, key=str)
         return paired_comparison([base_seeds[s] for s in order], [other_seeds[s] for s in order], sesoi)
-    return welch_comparison(baseline["values"], other["values"], sesoi)
+    return welch_comparison(baseline.accuracies, other.accuracies, sesoi)
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -416,38 +415,18 @@ def _fewest_seeds(enough) -> int | None:
 # --------------------------------------------------------------------------- collapse
 
 
-def chance_level(members: list[dict]) -> float | None:
-    """Chance accuracy of these runs' data: 1 / the number of classes recorded (None if not recorded)."""
-    for m in members:
-        classes = (m.get("data") or {}).get("num_classes")
-        if isinstance(classes, int) and classes > 0:
-            return 1 / classes
-    return None
-
-
-def is_collapsed(m: dict, chance: float | None) -> bool:
+def is_collapsed(m: RunRecord, chance: float | None) -> bool:
     """A run diverged, or completed with a test accuracy at most COLLAPSE_MARGIN above chance."""
-    if m.get("status") == "diverged":
+    if m.status is RunStatus.DIVERGED:
         return True
-    accuracy = m.get("test_accuracy")
-    return (
-        m.get("status") == "completed"
-        and chance is not None
-        and accuracy is not None
-        and accuracy <= chance + COLLAPSE_MARGIN
-    )
+    return m.is_evaluated and chance is not None and m.test_accuracy <= chance + COLLAPSE_MARGIN
 
 
-def collapse_count(members: list[dict]) -> Collapse:
-    """How many of a config's finished runs (completed with an accuracy, or diverged) collapsed,
-    with the exact binomial 95 % interval of the rate."""
-    chance = chance_level(members)
-    finished = [
-        m
-        for m in members
-        if m.get("status") == "diverged" or (m.get("status") == "completed" and m.get("test_accuracy") is not None)
-    ]
-    k = sum(is_collapsed(m, chance) for m in finished)
+def collapse_count(config: ConfigRuns) -> Collapse:
+    """How many of a config's finished runs (evaluated, or diverged) collapsed, with the exact
+    binomial 95 % interval of the rate."""
+    finished = [m for m in config.members if m.status is RunStatus.DIVERGED or m.is_evaluated]
+    k = sum(is_collapsed(m, config.chance) for m in finished)
     if not finished:
         return Collapse(0, 0, None)
     interval = scipy_stats.binomtest(k, len(finished)).proportion_ci(CONFIDENCE, method="exact")
@@ -466,23 +445,7 @@ def collapse_rate_p(config: Collapse, baseline: Collapse) -> float:
 # --------------------------------------------------------------------------- per config
 
 
-def _accuracies(members: list[dict]) -> dict:
-    done = [m for m in members if m.get("status") == "completed" and m.get("test_accuracy") is not None]
-    seeds = [m.get("seed") for m in done]
-    unique = None not in seeds and len(set(seeds)) == len(seeds)
-    return {
-        "values": [m["test_accuracy"] for m in done],
-        "losses": [m["test_loss"] for m in done if m.get("test_loss") is not None],
-        "seeds": seeds,
-        "by_seed": {m["seed"]: m["test_accuracy"] for m in done} if unique else None,
-    }
-
-
-def _is_unregularized(members: list[dict]) -> bool:
-    return describe_regularizer(members[0].get("regularizer") or []) == "none"
-
-
-def choose_baseline(groups: dict[str, list[dict]], requested: str | None = None) -> tuple[str | None, str]:
+def choose_baseline(groups: dict[str, ConfigRuns], requested: str | None = None) -> tuple[str | None, str]:
     """(baseline label or None, a sentence saying how it was chosen or why there is none).
 
     The requested config if given (an unknown name is a RegexpError listing the configs), else
@@ -492,7 +455,7 @@ def choose_baseline(groups: dict[str, list[dict]], requested: str | None = None)
         if requested not in groups:
             raise RegexpError(f"--baseline: no config {requested!r} here; the configs are: {', '.join(groups)}")
         return requested, "as asked with --baseline"
-    unregularized = [label for label, members in groups.items() if _is_unregularized(members)]
+    unregularized = [label for label, config in groups.items() if config.regularizer == "none"]
     if len(unregularized) == 1:
         return unregularized[0], "the only config without regularization"
     if not unregularized:
@@ -535,8 +498,26 @@ def plan_seeds(row: ConfigStats, sesoi: float, alpha: float) -> tuple[int | None
     return needed, DIFFERENCE_PLAN
 
 
+def _config_row(config: ConfigRuns, baseline: str | None, sesoi: float) -> ConfigStats:
+    """A config's row before its comparison: n, mean and interval of test accuracy, test loss, collapses."""
+    accuracy_mean, accuracy_ci = mean_interval(config.accuracies)
+    return ConfigStats(
+        config=config.label,
+        regularizer=config.regularizer,
+        runs=len(config.members),
+        n=len(config.accuracies),
+        seeds=config.seeds,
+        accuracy_mean=accuracy_mean,
+        accuracy_ci=accuracy_ci,
+        loss_mean=statistics.fmean(config.losses) if config.losses else None,
+        baseline=baseline,
+        sesoi=sesoi,
+        collapse=collapse_count(config),
+    )
+
+
 def config_stats(
-    runs: list[dict], baseline: str | None = None, sesoi: float = DEFAULT_SESOI_POINTS / 100
+    runs: list[RunRecord], baseline: str | None = None, sesoi: float = DEFAULT_SESOI_POINTS / 100
 ) -> tuple[list[ConfigStats], str | None, str]:
     """Per config: n, mean and interval of test accuracy, test loss, collapses, and the comparison
     with the baseline (difference and equivalence, each Holm-corrected over all comparisons made),
@@ -546,27 +527,9 @@ def config_stats(
     None; how the baseline was chosen). `baseline` names a config (--baseline) or is None
     for the automatic choice; `sesoi` is the smallest effect of interest, a fraction of 1.
     """
-    groups = group_runs(runs)
+    groups = config_table(runs)
     chosen, how = choose_baseline(groups, baseline)
-    data = {label: _accuracies(members) for label, members in groups.items()}
-    rows = []
-    for label, members in groups.items():
-        accuracy_mean, accuracy_ci = mean_interval(data[label]["values"])
-        rows.append(
-            ConfigStats(
-                config=label,
-                regularizer=describe_regularizer(members[0].get("regularizer") or []),
-                runs=len(members),
-                n=len(data[label]["values"]),
-                seeds=data[label]["seeds"],
-                accuracy_mean=accuracy_mean,
-                accuracy_ci=accuracy_ci,
-                loss_mean=statistics.fmean(data[label]["losses"]) if data[label]["losses"] else None,
-                baseline=chosen,
-                sesoi=sesoi,
-                collapse=collapse_count(members),
-            )
-        )
+    rows = [_config_row(config, chosen, sesoi) for config in groups.values()]
     by_label = {row.config: row for row in rows}
     for row in rows:
         if chosen is None:
@@ -574,7 +537,7 @@ def config_stats(
         elif row.config == chosen:
             row.verdict = BASELINE
         else:
-            row.comparison = compare(data[chosen], data[row.config], sesoi)
+            row.comparison = compare(groups[chosen], groups[row.config], sesoi)
     tested = [row for row in rows if row.comparison and row.comparison.p_value is not None]
     level = ALPHA / len(tested) if tested else ALPHA  # planning_alpha(rows) once the rows are tested
     adjusted = holm([row.comparison.p_value for row in tested])

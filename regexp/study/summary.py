@@ -1,9 +1,9 @@
 """Summary of a results root: one row per config, mean ± std over seeds, best first.
 
 Reads metrics.json files only (no TensorFlow); damaged run folders are left out (results.scan_runs).
-Runs are grouped by their config's name (the grid point, seed left out) and `group_hash`, the hash
-of the resolved config without its seed, so the seeds of one config share a row wherever they ran.
-Standard deviations are sample standard deviations (n - 1); empty for a single run.
+A row is a config of configs.config_table (its seeds together, wherever they ran): stats.csv's rows
+are computed from the same table. Standard deviations are sample standard deviations (n - 1);
+empty for a single run.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import io
 import statistics
 from pathlib import Path
 
-from regexp.results import scan_runs, write_text_atomic
+from regexp.results import RunRecord, RunStatus, scan_runs, write_text_atomic
+from regexp.study.configs import ConfigRuns, config_table, records_of
 from regexp.study.escape import csv_cell, markdown
 
 COLUMNS = [
@@ -36,78 +37,48 @@ COLUMNS = [
 ]
 
 
-def describe_regularizer(entries: list[dict]) -> str:
-    """A compact text of what a config regularized, e.g. 'l2 0.01 on kernel+bias of conv'."""
-    parts = []
-    for e in entries:
-        if e.get("type", "none") == "none":
-            continue
-        strength = f"l1 {e['l1']} + l2 {e['l2']}" if e["type"] == "elasticnet" else f"{e['type']} {e['lambda']}"
-        where = " of " + "+".join(e["layers"]) if e.get("layers") else ""
-        parts.append(f"{strength} on {'+'.join(e['targets'])}{where}")
-    return "; ".join(parts) or "none"
-
-
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def load_all(root: Path) -> list[dict]:
-    """metrics.json of every readable run under root; damaged run folders are left out (scan_runs names them)."""
-    return [run.metrics for run in scan_runs(root)[0]]
+def load_all(root: Path) -> list[RunRecord]:
+    """The record of every readable run under root; damaged run folders are left out (scan_runs names them)."""
+    return records_of(scan_runs(root)[0])
 
 
-def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
-    """{label: runs}: the seeds of one config together, labels unique.
-
-    A group is a config as its user named it (its name or grid point, seed left out) with the
-    same resolved config up to the seed; two configs that only share a name get their hash
-    appended to tell them apart.
-    """
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for m in sorted(runs, key=lambda m: m.get("run", "")):
-        label = m.get("group") or m.get("run", "?")
-        groups.setdefault((label, m.get("group_hash") or m.get("run", "?")), []).append(m)
-    labels = [label for label, _ in groups]
-    short = [f"{label} [{key[:6]}]" for label, key in groups]
+def summary_row(config: ConfigRuns) -> dict:
+    """A config's row of summary.csv (COLUMNS): means over its completed runs, counts by status."""
+    done = config.completed
+    acc_mean, acc_std = _mean_std(config.accuracies)
+    loss_mean, loss_std = _mean_std([m.test_loss for m in done if m.test_loss is not None])
+    val_mean, val_std = _mean_std([m.best_val_accuracy for m in done if m.best_val_accuracy is not None])
+    epochs = [m.best_epoch for m in done if m.best_epoch is not None]
+    sparsity, _ = _mean_std([m.sparsity.overall for m in done if m.sparsity and m.sparsity.overall is not None])
     return {
-        (label if labels.count(label) == 1 else shown if short.count(shown) == 1 else f"{label} [{key}]"): members
-        for ((label, key), members), shown in zip(groups.items(), short)
+        "config": config.label,
+        "runs": len(config.members),
+        "completed": len(done),
+        "test_accuracy_mean": acc_mean,
+        "test_accuracy_std": acc_std,
+        "test_loss_mean": loss_mean,
+        "test_loss_std": loss_std,
+        "best_val_accuracy_mean": val_mean,
+        "best_val_accuracy_std": val_std,
+        "best_epoch_median": statistics.median(epochs) if epochs else None,
+        "sparsity_mean": sparsity,
+        "failed": config.count(RunStatus.FAILED),
+        "diverged": config.count(RunStatus.DIVERGED),
+        "pruned": config.count(RunStatus.PRUNED),
+        "regularizer": config.regularizer,
+        "data": config.data_description,
     }
 
 
-def summarize(runs: list[dict]) -> list[dict]:
-    """Group runs by config (seeds together) and aggregate; sorted by mean test accuracy, best first."""
-    rows = []
-    for label, members in group_runs(runs).items():
-        done = [m for m in members if m.get("status") == "completed"]
-        acc_mean, acc_std = _mean_std([m["test_accuracy"] for m in done if m.get("test_accuracy") is not None])
-        loss_mean, loss_std = _mean_std([m["test_loss"] for m in done if m.get("test_loss") is not None])
-        val_mean, val_std = _mean_std([m["best_val_accuracy"] for m in done if m.get("best_val_accuracy") is not None])
-        epochs = [m["best_epoch"] for m in done if m.get("best_epoch") is not None]
-        sparsity, _ = _mean_std([m["sparsity"]["overall"] for m in done if m.get("sparsity")])
-        rows.append(
-            {
-                "config": label,
-                "runs": len(members),
-                "completed": len(done),
-                "test_accuracy_mean": acc_mean,
-                "test_accuracy_std": acc_std,
-                "test_loss_mean": loss_mean,
-                "test_loss_std": loss_std,
-                "best_val_accuracy_mean": val_mean,
-                "best_val_accuracy_std": val_std,
-                "best_epoch_median": statistics.median(epochs) if epochs else None,
-                "sparsity_mean": sparsity,
-                "failed": sum(m.get("status") == "failed" for m in members),
-                "diverged": sum(m.get("status") == "diverged" for m in members),
-                "pruned": sum(m.get("status") == "pruned" for m in members),
-                "regularizer": describe_regularizer(members[0].get("regularizer") or []),
-                "data": (members[0].get("data") or {}).get("description", ""),
-            }
-        )
+def summarize(records: list[RunRecord]) -> list[dict]:
+    """One row per config (seeds together, configs.config_table); sorted by mean test accuracy, best first."""
+    rows = [summary_row(config) for config in config_table(records).values()]
     rows.sort(key=lambda r: (r["test_accuracy_mean"] is None, -(r["test_accuracy_mean"] or 0.0), r["config"]))
     return rows
 
@@ -150,8 +121,8 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(root: Path, runs: list[dict] | None = None) -> list[dict]:
-    """Write summary.csv and summary.md at the results root; returns the rows."""
+def write_summary(root: Path, runs: list[RunRecord] | None = None) -> list[dict]:
+    """Write summary.csv and summary.md at the results root (of `runs`, else of every run there); returns the rows."""
     rows = summarize(load_all(root) if runs is None else runs)
     write_text_atomic(root / "summary.csv", to_csv(rows))
     write_text_atomic(root / "summary.md", to_markdown(rows))

@@ -27,24 +27,25 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
-from regexp.results import scan_runs, write_bytes_atomic, write_text_atomic  # noqa: E402
+from regexp.results import RunRecord, RunStatus, scan_runs, write_bytes_atomic, write_text_atomic  # noqa: E402
 from regexp.study import stats  # noqa: E402
+from regexp.study.configs import records_of  # noqa: E402
 
 TUNING_MD, TUNING_HTML, TUNING_FIGURE = "tuning.md", "tuning.html", "tuning.png"
 TRIAL, CONFIRMATION = "trial", "confirmation"
 EDGE = 0.1  # a chosen value this close to an end of its range (as a fraction of the range) is at its edge
 
 
-def tuning_of(metrics: dict) -> dict | None:
-    """A run's `tuning` record, or None for a run not made by `regexp tune`."""
-    record = metrics.get("tuning")
-    return record if isinstance(record, dict) and record.get("role") in (TRIAL, CONFIRMATION) else None
+def tuning_of(record: RunRecord) -> dict | None:
+    """A run's `tuning` as written, or None for a run not made by `regexp tune`. A plain dict:
+    beside the record's checked role, study and trial it holds what regexp tune adds (params,
+    space, chosen_trial), which the record keeps unchecked."""
+    return record.tuning.model_dump() if record.tuning is not None else None
 
 
-def is_trial(metrics: dict) -> bool:
+def is_trial(record: RunRecord) -> bool:
     """True for a tuning trial's run (the ordinary report leaves these out: they were chosen on validation)."""
-    record = tuning_of(metrics)
-    return record is not None and record["role"] == TRIAL
+    return record.tuning is not None and record.tuning.role == TRIAL
 
 
 @dataclass
@@ -53,21 +54,21 @@ class Study:
 
     name: str
     space: dict = field(default_factory=dict)
-    trials: list[dict] = field(default_factory=list)
-    confirmations: list[dict] = field(default_factory=list)
+    trials: list[RunRecord] = field(default_factory=list)
+    confirmations: list[RunRecord] = field(default_factory=list)
 
     @property
-    def chosen(self) -> dict | None:
+    def chosen(self) -> RunRecord | None:
         """The trial the confirmation runs re-ran, else the completed trial of best validation accuracy."""
         numbers = {tuning_of(m).get("chosen_trial") for m in self.confirmations}
         for m in self.trials:
             if tuning_of(m).get("trial") in numbers:
                 return m
-        done = [m for m in self.trials if m.get("status") == "completed" and m.get("best_val_accuracy") is not None]
-        return max(done, key=lambda m: m["best_val_accuracy"], default=None)
+        done = [m for m in self.trials if m.status is RunStatus.COMPLETED and m.best_val_accuracy is not None]
+        return max(done, key=lambda m: m.best_val_accuracy, default=None)
 
 
-def collect(runs: list[dict]) -> dict[str, Study]:
+def collect(runs: list[RunRecord]) -> dict[str, Study]:
     """The runs of `regexp tune` by study, trials in trial order."""
     studies: dict[str, Study] = {}
     for m in runs:
@@ -189,7 +190,7 @@ def _interval(ci) -> str:
 def build(root: Path) -> TuningReport | None:
     """The tuning report of `root`, or None if no run there was made by `regexp tune`."""
     runs, skipped = scan_runs(root)
-    studies = collect([run.metrics for run in runs])
+    studies = collect(records_of(runs))
     if not studies:
         return None
     confirmations = [m for study in studies.values() for m in study.confirmations]
@@ -209,9 +210,9 @@ def trial_table(study: Study) -> tuple[list[str], list[list[str]]]:
     body = []
     for m in study.trials:
         params = tuning_of(m).get("params") or {}
-        best = m.get("best_val_accuracy")
-        ended = m.get("status", "?") + (" (chosen)" if m is chosen else "")
-        epochs = f"{m.get('epochs_run', '–')}/{m.get('epochs_planned', '–')}"
+        best = m.best_val_accuracy
+        ended = m.status.value + (" (chosen)" if m is chosen else "")
+        epochs = "/".join("–" if epochs is None else str(epochs) for epochs in (m.epochs_run, m.epochs_planned))
         body.append(
             [
                 str(tuning_of(m).get("trial")),
@@ -243,10 +244,10 @@ def figure(studies: dict[str, Study]) -> Figure | None:
                 continue
             for m in study.trials:
                 value = (tuning_of(m).get("params") or {}).get(key)
-                accuracy = m.get("best_val_accuracy")
+                accuracy = m.best_val_accuracy
                 if value is None or accuracy is None or isinstance(value, str):
                     continue
-                done = m.get("status") == "completed"
+                done = m.status is RunStatus.COMPLETED
                 ax.scatter(
                     [value], [accuracy], s=28, color="#0969da" if done else "none", edgecolors="#0969da", linewidths=1
                 )
