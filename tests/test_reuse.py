@@ -89,3 +89,24 @@ def test_the_graph_key_leaves_out_what_a_run_resets_and_keeps_what_the_graph_is_
     ]
     for change in graphs:
         assert _key(merge(base, change)) != key, change
+
+
+def test_two_builder_files_of_one_name_are_two_graphs(tmp_path):
+    """The same `model.builder` text in two folders names two files: never one compiled model."""
+    source = (
+        "import keras\n"
+        "def net(input_shape, num_classes):\n"
+        "    inputs = keras.Input(shape=input_shape, name='image')\n"
+        "    x = keras.layers.Flatten(name='flat')(inputs)\n"
+        "    x = keras.layers.Dense(8, activation='{activation}', name='hidden')(x)\n"
+        "    return keras.Model(inputs, keras.layers.Dense(num_classes, activation='softmax', name='out')(x))\n"
+    )
+    keys = []
+    for activation in ("relu", "tanh"):
+        folder = tmp_path / activation
+        folder.mkdir()
+        (folder / "models.py").write_text(source.format(activation=activation))
+        path = write_config(folder, "net", {"model": {"builder": "./models.py:net"}})
+        config = load_runs(path, [])[0].config
+        keys.append(reuse.graph_key(config, model_lib.build_model(config, 47), "float32", 4))
+    assert keys[0] != keys[1]

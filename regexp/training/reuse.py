@@ -35,20 +35,29 @@ _STRENGTHS = {"lambda_", "l1", "l2"}
 def graph_key(config: ExperimentConfig, model: keras.Model, precision: str, steps_per_execution: int) -> str:
     """What decides the traced steps of `config`'s model (built as `model`): the config but for
     what a run resets (its name, seed, learning rate, epochs, data and the penalties' strengths;
-    the penalties' kinds, targets and layers kept), the model's layer names and its input and
-    output shapes, the dtype policy and the batches per call into the graph."""
+    the penalties' kinds, targets and layers kept), the builder's file and its content, the
+    model's layer names and its input and output shapes, the dtype policy and the batches per
+    call into the graph."""
     plain = config.model_dump(mode="json", exclude=_RESET_PER_RUN)
     for key in _TRAINING_RESET_PER_RUN:
         plain["training"].pop(key)
     plain["penalties"] = [entry.model_dump(mode="json", exclude=_STRENGTHS) for entry in config.penalties]
     plain["graph"] = {
-        "layers": [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)],
+        "builder": [str(config.model.builder_file), config.model.builder_sha256],  # which file, which content
+        "layers": _layer_names(model),
         "input": list(model.inputs[0].shape[1:]),
         "output": list(model.outputs[0].shape[1:]),
         "precision": precision,
         "steps_per_execution": steps_per_execution,
     }
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _layer_names(model: keras.Model) -> list:
+    """The names of the model's layers in order, a nested model's as a list of its own."""
+    return [
+        [layer.name, _layer_names(layer)] if isinstance(layer, keras.Model) else layer.name for layer in model.layers
+    ]
 
 
 def compiled_model(
