@@ -132,9 +132,9 @@ def test_templates_and_stylesheet_ship_with_the_package_and_titles_are_said_once
     import importlib.resources
 
     folder = importlib.resources.files("regexp.study") / "templates"
-    assert {"report.md.j2", "report.html.j2", "_table.md.j2", "_macros.html.j2", "report.css"} <= {
-        p.name for p in folder.iterdir()
-    }
+    page_templates = {"report.md.j2", "report.html.j2", "tuning.md.j2", "tuning.html.j2"}
+    parts = {"_page.html.j2", "_macros.html.j2", "_table.md.j2", "_link.md.j2", "report.css"}
+    assert page_templates | parts <= {p.name for p in folder.iterdir()}
     hostile_study(tmp_path)
     assert cli("report", tmp_path).exit_code == 0
     html = (tmp_path / "report.html").read_text()
