@@ -8,7 +8,7 @@ import io
 import pytest
 from test_report import NONE_ACC, fake_run, l2, read_stats
 
-from regexp.study import escape, export, report, summary
+from regexp.study import escape, export, pages, report, summary
 
 HOSTILE = '=HYPERLINK("http://x")<script>alert(1)</script>\n# owned | cell\r@x'
 
@@ -132,9 +132,9 @@ def test_templates_and_stylesheet_ship_with_the_package_and_titles_are_said_once
     import importlib.resources
 
     folder = importlib.resources.files("regexp.study") / "templates"
-    assert {"report.md.j2", "report.html.j2", "_table.md.j2", "_macros.html.j2", "report.css"} <= {
-        p.name for p in folder.iterdir()
-    }
+    page_templates = {"report.md.j2", "report.html.j2", "tuning.md.j2", "tuning.html.j2"}
+    parts = {"_page.html.j2", "_macros.html.j2", "_table.md.j2", "_link.md.j2", "report.css"}
+    assert page_templates | parts <= {p.name for p in folder.iterdir()}
     hostile_study(tmp_path)
     assert cli("report", tmp_path).exit_code == 0
     html = (tmp_path / "report.html").read_text()
@@ -148,7 +148,7 @@ def test_templates_and_stylesheet_ship_with_the_package_and_titles_are_said_once
 
 def test_html_cells_are_styled_by_column_name():
     material = report.Table(["config", "p", "verdict"], [["a", "0.01", "better, by less than ±0.5 points"]])
-    env = report._environment("html")
+    env = pages.environment("html")
     macro = env.get_template("_macros.html.j2").module.table
     styled = report.Table(material.header, material.body, frozenset({"p"}), "verdict")
     text = str(macro(styled))

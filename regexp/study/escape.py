@@ -1,8 +1,8 @@
 """Text read from disk, made safe for where it is shown: the console, Markdown, CSV cells.
 
 Names, labels and error texts come from results roots that may have travelled (issue 18): they
-are text, never markup, never a formula, never a second console line. The HTML report is
-escaped by `html.escape` where it is built; these are the other three.
+are text, never markup, never a formula, never a second console line. The HTML pages are
+autoescaped by their templates (regexp.study.pages); these are the other three.
 """
 
 from __future__ import annotations

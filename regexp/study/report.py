@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import collections
 import datetime
-import functools
 import glob
 import hashlib
-import importlib.resources
 import os
 import statistics
 import uuid
@@ -39,8 +37,9 @@ from regexp.results.store import (
     inside_root,
     open_plain_file,
 )
-from regexp.study import escape, report_figures, stats, tune_report
+from regexp.study import pages, report_figures, stats, tune_report
 from regexp.study.configs import ConfigRuns, config_table, records_of
+from regexp.study.pages import Table, verdict_class
 from regexp.study.plots import lambda_grids
 
 NOT_RECORDED = "not recorded by this run"
@@ -423,6 +422,7 @@ class _Material:
     weight_notes: dict[str, str]
     figures: dict[str, tuple[str | None, str]]  # id: (data URI or None, caption or why missing)
     sparsity: dict[str, dict[str, float]]
+    tuned: bool = False  # the root holds runs of regexp tune: the report links to tuning.md/html
 
 
 def build_report(
@@ -432,10 +432,12 @@ def build_report(
     baseline: str | None = None,
     figures: bool = True,
     sesoi_points: float = stats.DEFAULT_SESOI_POINTS,
+    tuned: bool = False,
 ) -> Report:
     """The report of these runs: statistics, answer, stats.csv, report.md and report.html
-    (with figures unless `figures` is False). An unknown `baseline`, or a smallest effect of
-    interest (`sesoi_points`, percentage points) outside (0, 100), is a RegexpError."""
+    (with figures unless `figures` is False; linking to tuning.md/html if `tuned`). An unknown
+    `baseline`, or a smallest effect of interest (`sesoi_points`, percentage points) outside
+    (0, 100), is a RegexpError."""
     records = records_of(runs)
     rows, chosen, how = stats.config_stats(records, baseline, stats.sesoi_fraction(sesoi_points))
     groups = config_table(records)
@@ -453,6 +455,7 @@ def build_report(
         weight_notes,
         {},
         _sparsity(runs, label_of),
+        tuned,
     )
     if figures:
         material.figures = _figures(material, groups, histograms)
@@ -851,6 +854,7 @@ FIGURE_ALTS = {
     "activations": "activation magnitudes",
     "gap": "generalization gap",
 }
+TUNING_LINK = "How each config's values were chosen, trial by trial"
 RESULTS_NOTE = (
     f"Δ: config minus baseline, in percentage points of test accuracy. Verdicts at α = {stats.ALPHA} on the "
     "Holm-corrected p-values of the difference and equivalence tests; the intervals are not adjusted (see Method). "
@@ -871,32 +875,6 @@ TABLE_NUMERIC = {
     "collapsed",
 }
 RUNS_NUMERIC = {"seed", "test accuracy", "test loss", "test accuracy at best epoch", "epochs", "wall time"}
-VERDICT_CLASSES = {
-    stats.BETTER: "better",
-    stats.WORSE: "worse",
-    stats.EQUIVALENT: "equivalent",
-    stats.UNDECIDED: "undecided",
-    stats.UNSTABLE: "unstable",
-    stats.BASELINE: "baseline",
-}
-
-
-@dataclass(frozen=True)
-class Table:
-    """A table of the report: its cells as text, the columns styled by name (`numeric` ones
-    right-aligned, the `verdict` one coloured by verdict in the HTML)."""
-
-    header: list[str]
-    body: list[list[str]]
-    numeric: frozenset[str] = frozenset()
-    verdict: str | None = None
-
-
-def _verdict_class(verdict: str) -> str:
-    """The CSS class of a verdict as shown (its first word decides: "better, by less than ..." is better)."""
-    if verdict.startswith(stats.NOT_TESTED):
-        return "nottested"
-    return VERDICT_CLASSES.get(verdict.split(",")[0].split(" (")[0], "")
 
 
 def report_model(material: _Material, stamp: str = "") -> dict:
@@ -916,7 +894,7 @@ def report_model(material: _Material, stamp: str = "") -> dict:
         "root": str(material.root),
         "headline": headline,
         "items": [
-            {"verdict": _short_verdict(row.verdict), "cls": _verdict_class(row.verdict), "sentence": sentence}
+            {"verdict": _short_verdict(row.verdict), "cls": verdict_class(row.verdict), "sentence": sentence}
             for row, sentence in items
         ],
         "notes": notes,
@@ -933,52 +911,27 @@ def report_model(material: _Material, stamp: str = "") -> dict:
         "figures_elsewhere": "The figures (forest plot, λ curves, weights, activations, generalization gap) are in "
         "report.html.",
         "stamp": stamp,
+        "tuning": pages.Link(TUNING_LINK, pages.TUNING_MD, pages.TUNING_HTML) if material.tuned else None,
     }
-
-
-def _markdown_value(value) -> str:
-    return "" if value is None else escape.markdown(str(value))
-
-
-@functools.cache
-def _environment(kind: str):
-    """The Jinja2 environment of one output: HTML autoescaped; Markdown with every value escaped as Markdown text."""
-    import jinja2
-
-    loader = jinja2.PackageLoader("regexp.study", "templates")
-    if kind == "html":
-        env = jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
-        env.globals["verdict_class"] = _verdict_class
-        return env
-    return jinja2.Environment(
-        loader=loader, autoescape=False, finalize=_markdown_value, trim_blocks=True, lstrip_blocks=True
-    )
-
-
-def _css() -> str:
-    return (importlib.resources.files("regexp.study") / "templates" / "report.css").read_text(encoding="utf-8")
 
 
 def to_markdown(material: _Material, stamp: str = "") -> str:
     """report.md: the answer, the data, the tables and the method (figures: report.html), from
     templates/report.md.j2; every value escaped as Markdown text, as report.html escapes it as HTML."""
-    return _environment("md").get_template("report.md.j2").render(report_model(material, stamp))
+    return pages.markdown("report.md.j2", report_model(material, stamp))
 
 
 def to_html(material: _Material, stamp: str = "") -> str:
     """report.html: one self-contained page (inline CSS and images; no script, no network), from
     templates/report.html.j2 with autoescape on; `stamp` (generation_stamp) names the files it was
     written with."""
-    import markupsafe
-
-    model = report_model(material, stamp) | {"css": markupsafe.Markup(_css())}
-    return _environment("html").get_template("report.html.j2").render(model)
+    return pages.html("report.html.j2", report_model(material, stamp))
 
 
 # --------------------------------------------------------------------------- writing
 
 
-REPORT_FILES = ("stats.csv", "report.md", "report.html")  # published in this order: the page last
+REPORT_FILES = ("stats.csv", pages.REPORT_MD, pages.REPORT_HTML)  # published in this order: the page last
 
 
 def generation_stamp(csv_text: str, markdown_text: str | None = None) -> str:
@@ -1043,15 +996,17 @@ def write_report(root: Path, baseline: str | None = None, sesoi_points: float = 
     if not runs and not skipped:
         raise RegexpError(f"{root}: no runs here (a run folder holds a metrics.json)")
     # --- regexp tune's hook: its trials were chosen on validation, so only its confirmation runs
-    # (and ordinary runs) are compared here; tune_report writes tuning.md/html about the trials.
+    # (and ordinary runs) are compared here; tune_report writes tuning.md/html about the trials
+    # (`regexp report` and `regexp tune` write them right after this report, which links to them).
+    tuned = tune_report.is_tuned(records_of(runs))
     runs = [run for run in runs if not tune_report.is_trial(run.record)]
     # --- end of regexp tune's hook
-    report = build_report(root, runs, skipped, baseline, sesoi_points=sesoi_points)
+    report = build_report(root, runs, skipped, baseline, sesoi_points=sesoi_points, tuned=tuned)
     try:
         with summary_lock(root):
             clear_stale_temporaries(root)
             report.written = _publish(
-                root, {"stats.csv": report.csv, "report.md": report.markdown, "report.html": report.html}
+                root, {"stats.csv": report.csv, pages.REPORT_MD: report.markdown, pages.REPORT_HTML: report.html}
             )
     except OSError as exc:
         raise ResultsError(f"{root}: the report cannot be written ({exc.strerror or exc})") from None

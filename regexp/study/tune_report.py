@@ -13,11 +13,14 @@ TensorFlow, and a damaged run folder is named and left out as everywhere else.
 - A warning for each chosen value in the outer tenth of its range (on the log scale for a log range).
 - The confirmation: each study's chosen values over fresh seeds compared with the baseline's
   (regexp.study.stats: paired by seed, Holm), and the answer in words with the chosen values.
+
+tuning.md and tuning.html render one model of these sections (`tuning_model`) through
+templates/tuning.md.j2 and tuning.html.j2 (regexp.study.pages: escaped as report.md/html are),
+with a line linking back to report.md/html where they are.
 """
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +31,10 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
 from regexp.results import RunRecord, RunStatus, scan_runs, write_bytes_atomic, write_text_atomic  # noqa: E402
-from regexp.study import stats  # noqa: E402
+from regexp.study import pages, stats  # noqa: E402
 from regexp.study.configs import records_of  # noqa: E402
+from regexp.study.pages import TUNING_FIGURE, TUNING_HTML, TUNING_MD  # noqa: E402
 
-TUNING_MD, TUNING_HTML, TUNING_FIGURE = "tuning.md", "tuning.html", "tuning.png"
 TRIAL, CONFIRMATION = "trial", "confirmation"
 EDGE = 0.1  # a chosen value this close to an end of its range (as a fraction of the range) is at its edge
 
@@ -66,6 +69,11 @@ class Study:
                 return m
         done = [m for m in self.trials if m.status is RunStatus.COMPLETED and m.best_val_accuracy is not None]
         return max(done, key=lambda m: m.best_val_accuracy, default=None)
+
+
+def is_tuned(runs: list[RunRecord]) -> bool:
+    """True for runs of which any was made by `regexp tune`: their root gets tuning.md/html."""
+    return any(m.tuning is not None for m in runs)
 
 
 def collect(runs: list[RunRecord]) -> dict[str, Study]:
@@ -268,30 +276,8 @@ def figure(studies: dict[str, Study]) -> Figure | None:
     return fig
 
 
-def to_markdown(report: TuningReport) -> str:
-    lines = ["# Tuning", "", "## Answer", ""]
-    lines += [f"- {line}" for line in report.answer]
-    if report.warnings:
-        lines += ["", "## Ranges to widen", ""] + [f"- {line}" for line in report.warnings]
-    if report.rows:
-        lines += [
-            "",
-            "## Confirmation (fresh seeds, test accuracy)",
-            "",
-            f"Baseline: {report.baseline} ({report.how}).",
-            "",
-        ]
-        lines += _md_table(*confirmation_table(report))
-    lines += ["", f"![validation accuracy against each searched value]({TUNING_FIGURE})", ""]
-    for study in report.studies.values():
-        lines += ["", f"## {study.name}: {_trials(study)}", ""]
-        lines += _md_table(*trial_table(study))
-    if report.skipped:
-        lines += ["", "## Left out (damaged run folders)", ""] + [f"- {line}" for line in report.skipped]
-    return "\n".join(lines) + "\n"
-
-
 def confirmation_table(report: TuningReport) -> tuple[list[str], list[list[str]]]:
+    """Each confirmed config over its fresh seeds: test accuracy, difference from the baseline, Holm p, verdict."""
     header = ["config", "seeds", "test accuracy [95 % CI]", "vs baseline (points)", "Holm p", "verdict"]
     body = []
     for row in report.rows:
@@ -305,58 +291,64 @@ def confirmation_table(report: TuningReport) -> tuple[list[str], list[list[str]]
     return header, body
 
 
-def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
-    def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
-
-    return [
-        "| " + " | ".join(map(cell, header)) + " |",
-        "|" + "---|" * len(header),
-        *["| " + " | ".join(map(cell, row)) + " |" for row in body],
-    ]
-
-
-def _html_table(header: list[str], body: list[list[str]]) -> str:
-    esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    rows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in body)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+TITLE = "Tuning"
+# Each section's title, once: both templates take them from here.
+TITLES = {
+    "answer": "Answer",
+    "widen": "Ranges to widen",
+    "confirmation": "Confirmation (fresh seeds, test accuracy)",
+    "skipped": "Left out (damaged run folders)",
+}
+FIGURE_ALT = "validation accuracy against each searched value"
+REPORT_LINK = "The report: each config at its chosen values against the baseline, with its figures and method"
+CONFIRMATION_NUMERIC = frozenset({"seeds", "test accuracy [95 % CI]", "vs baseline (points)", "Holm p"})
+TRIAL_NUMERIC = {"trial", "best val accuracy", "epochs"}
 
 
-def to_html(report: TuningReport, has_figure: bool) -> str:
-    esc = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>Tuning</title>",
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
-        ".warn{color:#9a6700}</style></head><body><h1>Tuning</h1><h2>Answer</h2><ul>",
-        *[f"<li>{esc(line)}</li>" for line in report.answer],
-        "</ul>",
-    ]
-    if report.warnings:
-        parts += [
-            "<h2>Ranges to widen</h2><ul>",
-            *[f"<li class='warn'>{esc(w)}</li>" for w in report.warnings],
-            "</ul>",
-        ]
-    if report.rows:
-        parts += [
-            "<h2>Confirmation (fresh seeds, test accuracy)</h2>",
-            f"<p>Baseline: {esc(str(report.baseline))} ({esc(report.how)}).</p>",
-            _html_table(*confirmation_table(report)),
-        ]
-    if has_figure:
-        parts.append(f"<p><img src='{TUNING_FIGURE}' alt='validation accuracy against each searched value'></p>")
-    for study in report.studies.values():
-        parts += [f"<h2>{esc(study.name)}: {esc(_trials(study))}</h2>", _html_table(*trial_table(study))]
-    if report.skipped:
-        parts += [
-            "<h2>Left out (damaged run folders)</h2><ul>",
-            *[f"<li>{esc(s)}</li>" for s in report.skipped],
-            "</ul>",
-        ]
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+def trial_numeric(study: Study) -> frozenset[str]:
+    """The trial table's numeric columns: its counts and accuracy, and each field searched over a range."""
+    ranges = {key for key, entry in study.space.items() if isinstance(entry, dict) and "low" in entry}
+    return frozenset(TRIAL_NUMERIC | ranges)
+
+
+def tuning_model(report: TuningReport, has_figure: bool, report_link: pages.Link | None = None) -> dict:
+    """Everything both templates show, as plain text and Tables (nothing escaped yet: the templates do it)."""
+    return {
+        "title": TITLE,
+        "titles": TITLES,
+        "report_link": report_link,
+        "answer": report.answer,
+        "warnings": report.warnings,
+        "baseline_line": f"Baseline: {report.baseline} ({report.how}).",
+        "confirmation": (
+            pages.Table(*confirmation_table(report), CONFIRMATION_NUMERIC, "verdict") if report.rows else None
+        ),
+        "figure": {"src": pages.TUNING_FIGURE, "alt": FIGURE_ALT} if has_figure else None,
+        "studies": [
+            {
+                "title": f"{study.name}: {_trials(study)}",
+                "trials": pages.Table(*trial_table(study), trial_numeric(study)),
+            }
+            for study in report.studies.values()
+        ],
+        "skipped": report.skipped,
+    }
+
+
+def report_link(root: Path) -> pages.Link | None:
+    """The link back to the root's report, in each format whose file is there (None: neither is)."""
+    md, html = ((name if (root / name).is_file() else None) for name in (pages.REPORT_MD, pages.REPORT_HTML))
+    return pages.Link(REPORT_LINK, md, html) if md or html else None
+
+
+def to_markdown(report: TuningReport, has_figure: bool, link: pages.Link | None = None) -> str:
+    """tuning.md from templates/tuning.md.j2, every value escaped as Markdown text."""
+    return pages.markdown("tuning.md.j2", tuning_model(report, has_figure, link))
+
+
+def to_html(report: TuningReport, has_figure: bool, link: pages.Link | None = None) -> str:
+    """tuning.html from templates/tuning.html.j2 with autoescape on; the figure is tuning.png beside it."""
+    return pages.html("tuning.html.j2", tuning_model(report, has_figure, link))
 
 
 def write_tuning(root: Path) -> TuningReport | None:
@@ -373,7 +365,9 @@ def write_tuning(root: Path) -> TuningReport | None:
         fig.savefig(buffer, format="png")
         write_bytes_atomic(root / TUNING_FIGURE, buffer.getvalue())
         report.written.append(root / TUNING_FIGURE)
-    for name, text in ((TUNING_MD, to_markdown(report)), (TUNING_HTML, to_html(report, fig is not None))):
+    link = report_link(root)
+    texts = {TUNING_MD: to_markdown(report, fig is not None, link), TUNING_HTML: to_html(report, fig is not None, link)}
+    for name, text in texts.items():
         write_text_atomic(root / name, text)
         report.written.append(root / name)
     return report
