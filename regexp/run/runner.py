@@ -25,7 +25,14 @@ from regexp import results
 from regexp.config import RunSpec, config_hash, group_hash, to_yaml
 from regexp.data import Dataset, check_batches, load_dataset
 from regexp.errors import DataError, ModelError, ResultsError
-from regexp.results.record import MAX_ERROR_LENGTH, MAX_TRACEBACK_LENGTH, RunStatus
+from regexp.results.record import (
+    MAX_ERROR_LENGTH,
+    MAX_TRACEBACK_LENGTH,
+    RecordError,
+    RunRecord,
+    RunStatus,
+    parse_record,
+)
 
 # How a run ended as its record says (RunStatus), and what else a sweep can report about one.
 COMPLETED, DIVERGED, FAILED = RunStatus.COMPLETED, RunStatus.DIVERGED, RunStatus.FAILED
@@ -39,13 +46,23 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RunOutcome:
-    """How a run ended, and its metrics if it wrote any."""
+    """How a run ended, and its metrics if it wrote any (`record`: the same, read as a RunRecord)."""
 
     name: str
     status: str
     folder: Path
     metrics: dict | None = None
     message: str = ""
+
+    @property
+    def record(self) -> RunRecord | None:
+        """The run's metrics as a RunRecord; None where it wrote none, or none a reader can use."""
+        if self.metrics is None:
+            return None
+        try:
+            return parse_record(self.metrics)
+        except RecordError:
+            return None
 
 
 def failed_outcome(name: str, folder: Path, message: str, metrics: dict | None = None) -> RunOutcome:

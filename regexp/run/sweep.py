@@ -245,9 +245,9 @@ def status_table(outcomes: list[RunOutcome]) -> str:
     status_width = max([len(o.status) for o in outcomes] + [9])
     lines = [f"{'run':<{width}}  {'status':<{status_width}}  {'test acc':>8}  {'test loss':>9}"]
     for o in outcomes:
-        m = o.metrics or {}
-        acc = f"{m['test_accuracy']:.4f}" if m.get("test_accuracy") is not None else "–"
-        loss = f"{m['test_loss']:.4f}" if m.get("test_loss") is not None else "–"
+        record = o.record
+        acc = f"{record.test_accuracy:.4f}" if record and record.test_accuracy is not None else "–"
+        loss = f"{record.test_loss:.4f}" if record and record.test_loss is not None else "–"
         note = f"  {o.message}" if o.message and o.status in (FAILED, RUNNING_ELSEWHERE) else ""
         lines.append(f"{o.name:<{width}}  {o.status:<{status_width}}  {acc:>8}  {loss:>9}{note}")
     return "\n".join(lines)
