@@ -53,14 +53,15 @@ def main() -> int:
                 config = config.model_copy(update={"name": name})
                 spec = RunSpec(name, name, config, f"{args.config} [{precision}, seed {seed}]")
                 outcome = run_experiment(spec, Path(root), verbose=0)
-                if outcome.status != COMPLETED or not outcome.metrics:
+                record = outcome.record
+                if outcome.status != COMPLETED or record is None:
                     print(f"seed {seed}, {precision}: {outcome.status} {outcome.message}")
                     return 1
-                accuracy[precision].append(outcome.metrics["test_accuracy"])
-                resolved[precision] = outcome.metrics["training_path"]["precision"]
+                accuracy[precision].append(record.test_accuracy)
+                resolved[precision] = record.training_path.precision
                 print(
                     f"seed {seed}: {precision:>7} ({resolved[precision]:>14}) test accuracy "
-                    f"{outcome.metrics['test_accuracy']:.4f}  ({outcome.metrics['wall_time_s']:.1f} s)",
+                    f"{record.test_accuracy:.4f}  ({record.wall_time_s:.1f} s)",
                     flush=True,
                 )
     fast, f32 = accuracy["auto"], accuracy["float32"]

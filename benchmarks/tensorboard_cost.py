@@ -50,11 +50,11 @@ def measure(config: Path, overrides: list[str], label: str) -> bool:
     if outcome.status != COMPLETED:
         print(f"{label}: {outcome.status} {outcome.message}")
         return False
-    board, metrics = boards[-1], outcome.metrics
-    epoch_s = metrics["data"]["train"] / metrics["train_samples_per_s"]
+    board, record = boards[-1], outcome.record
+    epoch_s = record.data.train / record.train_samples_per_s
     per_set = board.histogram_seconds / len(board.histogram_epochs)
     print(
-        f"{label}: {metrics['data']['train']:,} training samples, {metrics['epochs_run']} epochs; "
+        f"{label}: {record.data.train:,} training samples, {record.epochs_run} epochs; "
         f"median epoch {epoch_s:.2f} s (training only); one set of weight histograms {per_set * 1000:.1f} ms "
         f"= {per_set / epoch_s:.1%} of an epoch (goal < {GOAL:.0%}); histograms after epochs {board.histogram_epochs}"
     )
