@@ -31,10 +31,23 @@ def test_without_ray_the_backend_says_how_to_install_it_and_options_must_match_t
     assert not (tmp_path / "r").exists()
 
 
+def test_without_ray_a_ray_tune_gives_the_sweeps_install_hint_and_trains_nothing(cli, tmp_path, monkeypatch):
+    folder = tmp_path / "configs"
+    space = {"training.learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True}}
+    write_config(folder, "none", {**TINY5, "search": {"trials": 1, "space": space}})
+    monkeypatch.setitem(sys.modules, "ray", None)
+    missing = cli("tune", folder, "--results", tmp_path / "r", "--backend", "ray", "--jobs", "2")
+    assert missing.exit_code == 2 and missing.output.strip() == f"error: {ray_backend.RAY_INSTALL_HINT}"
+    address = cli("tune", folder, "--results", tmp_path / "r", "--cpus-per-run", "2")
+    assert address.exit_code == 2 and "need --backend ray" in address.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_help_imports_neither_ray_nor_tensorflow():
     code = (
         "import sys\nfrom typer.testing import CliRunner\nfrom regexp.cli import app\n"
         "assert CliRunner().invoke(app, ['sweep', '--help']).exit_code == 0\n"
+        "assert CliRunner().invoke(app, ['tune', '--help']).exit_code == 0\n"
         "assert 'ray' not in sys.modules and 'tensorflow' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
