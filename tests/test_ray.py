@@ -402,3 +402,19 @@ def test_a_ray_tune_with_two_workers_ends_every_trial_once_even_when_a_worker_is
         metrics = json.loads((root / f"none__confirm__seed-{seed}" / "metrics.json").read_text())
         assert metrics["status"] == COMPLETED and metrics["tuning"]["role"] == "confirmation"
     assert "writing into the shared" in output  # the confirmation runs: the sweep's Ray executor, on the shared root
+
+
+def test_an_error_in_ray_trial_workers_stops_the_tuning_in_one_line(tmp_path, ray_head):
+    from regexp.errors import ConfigError, RegexpError
+
+    (tmp_path / "tune.db").write_bytes(b"")
+
+    def loop(targets, root, threads, worker):  # runs in a Ray worker, pickled by value
+        raise ConfigError("none.yaml: data.path: no such folder")
+
+    work = ray_backend.TrialWork(loop, [], tmp_path, tmp_path / "tune.db")
+    with pytest.raises(RegexpError) as stopped:
+        ray_backend.run_trial_workers(ray, work, 2, ray_backend.RayCluster())
+    assert str(stopped.value) == (  # both workers met it: said once
+        "a tuning worker on Ray stopped: none.yaml: data.path: no such folder; run the same command again to resume"
+    )

@@ -1,6 +1,7 @@
 """The Ray backend's parts that need no Ray: the install hint, option checks, --help, and the
 reservation planner. These run whether Ray is installed or not (tests/test_ray.py needs it)."""
 
+import os
 import subprocess
 import sys
 
@@ -60,3 +61,26 @@ def test_a_reservation_no_node_can_hold_is_refused_before_anything_is_submitted(
     assert ray_backend.plan_reservation(nodes, 1, 0.25).at_once == 4
     with pytest.raises(RegexpError, match="no node of the Ray cluster can hold"):
         ray_backend.plan_reservation(nodes, 8, 0)
+
+
+def test_a_trial_worker_that_cannot_see_the_drivers_study_or_meets_an_error_sends_it_back_as_one_line(
+    tmp_path, monkeypatch
+):
+    from regexp.errors import ConfigError
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # restored after the test: the task hides the GPUs
+    visited = []
+
+    def loop(targets, root, threads, worker):
+        visited.append((targets, root, threads, worker))
+        raise ConfigError("none.yaml: data.path: no such folder")
+
+    work = ray_backend.TrialWork(loop, ["a target"], tmp_path, tmp_path / "tune.db")
+    unseen = ray_backend.trial_worker_task(work, 1, 0, 3)
+    assert unseen.error.startswith(f"{tmp_path / 'tune.db'}: not found on Ray node ") and not visited
+    assert unseen.error.endswith("a tuning on Ray needs --results on a folder every node mounts at the same path")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    (tmp_path / "tune.db").write_bytes(b"")
+    failed = ray_backend.trial_worker_task(work, 2, 0, 3)
+    assert failed.error == "none.yaml: data.path: no such folder"
+    assert visited == [(["a target"], tmp_path, 2, 3)]
