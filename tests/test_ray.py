@@ -383,6 +383,7 @@ def test_a_ray_tune_with_two_workers_ends_every_trial_once_even_when_a_worker_is
     assert returncode == 0 and "Traceback" not in output, output
     assert f"tuning with 2 trial workers on the Ray cluster at {LOOPBACK}:" in output
     assert "tuning worker 0 on" in output and "tuning worker 1 on" in output
+    assert "[tune 0/2 trials ended]" in output and "[tune 2/2 trials ended]" in output  # said while they train
     assert f"{killed_run}: cut short earlier (its process ended); resuming it" in output
 
     trials = optuna.load_study(study_name="none", storage=f"sqlite:///{root / 'tune.db'}").trials

@@ -69,6 +69,7 @@ WORK_DIR_ENV = "REGEXP_RAY_WORK_DIR"  # where workers make their private results
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its error messages
 WAIT_SECONDS = 1.0  # the driver wakes up this often while it waits, so Ctrl-C is prompt
 CANCEL_GRACE_SECONDS = 10.0  # after Ctrl-C, how long interrupted runs get to clean up
+PROGRESS_SECONDS = 5.0  # how often a tuning on Ray looks how many trials have ended
 
 logger = logging.getLogger(__name__)
 
@@ -456,10 +457,13 @@ def trial_worker_task(work: TrialWork, cpus: int, gpus: float, worker: int) -> T
     return TrialWorkerResult(error, lines, f"{socket.gethostname()} pid {os.getpid()}")
 
 
-def run_trial_workers(ray, work: TrialWork, jobs: int | None, cluster: RayCluster) -> None:
+def run_trial_workers(
+    ray, work: TrialWork, jobs: int | None, cluster: RayCluster, progress: Callable[[], str | None] = lambda: None
+) -> None:
     """regexp tune's trials on the connected Ray cluster: `jobs` trial workers (at most, and by
     default, as many as the cluster holds at once), each a Ray task with one run's reservation
     that shares the study database and the trial claims under `work.root` as worker processes do.
+    A worker's lines come back when it ends; meanwhile `progress()`'s line is shown when it changes.
 
     A worker whose process or node dies is started again by Ray (MAX_RETRIES times at most) and
     resumes the trial it left. RegexpError, in one line, if a worker stopped on an error.
@@ -476,6 +480,16 @@ def run_trial_workers(ray, work: TrialWork, jobs: int | None, cluster: RayCluste
         options = with_reservation(task, f"regexp:tune-worker-{worker}", reservation)
         pending[options.remote(work, reservation.cpus, reservation.gpus, worker)] = worker
     errors: list[str] = []
+    shown: str | None = None
+    next_look = 0.0
+
+    def show_progress() -> None:
+        nonlocal shown
+        line = progress()
+        if line is not None and line != shown:
+            logger.info(line)
+            shown = line
+
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
@@ -483,9 +497,13 @@ def run_trial_workers(ray, work: TrialWork, jobs: int | None, cluster: RayCluste
                 error = _trial_worker_ended(ray, ref, pending.pop(ref))
                 if error is not None and error not in errors:
                     errors.append(error)
+            if time.monotonic() >= next_look:
+                show_progress()
+                next_look = time.monotonic() + PROGRESS_SECONDS
     except BaseException:  # Ctrl-C: the workers' trials are left to be resumed
         stop_tasks(ray, list(pending))
         raise
+    show_progress()  # where the workers left the studies
     if errors:
         others = f" (and {len(errors) - 1} other error{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
         raise RegexpError(f"a tuning worker on Ray stopped: {errors[0]}{others}; run the same command again to resume")

@@ -526,6 +526,16 @@ def recorded_trials(root: Path) -> dict[str, dict[str, int]]:
     return found
 
 
+def trials_ended_line(targets: list[Target], root: Path) -> str | None:
+    """ "[tune 3/8 trials ended]" as tune.db holds it now; None if it cannot be read just now."""
+    try:
+        recorded = recorded_trials(root)
+    except ResultsError:  # busy with the workers' writes: the next look will tell
+        return None
+    ended = sum(min(trial_counts(recorded.get(t.name, {}))[0], t.search.trials) for t in targets)
+    return f"[tune {ended}/{sum(t.search.trials for t in targets)} trials ended]"
+
+
 def trial_counts(states: dict[str, int]) -> tuple[int, int]:
     """(trials ended, trials cut short: RUNNING) of a study's {state: count} (recorded_trials)."""
     ended = sum(count for state, count in states.items() if state not in ("RUNNING", "WAITING"))
@@ -605,7 +615,7 @@ def run_tuning(
     with ray_backend.connected(ray_cluster.address) as ray:  # one connection for the trials and the confirmation
         shared = root.resolve()  # the workers find the study where this driver made it
         work = ray_backend.TrialWork(work_on_studies, targets, shared, shared / TUNE_DB)
-        ray_backend.run_trial_workers(ray, work, jobs, ray_cluster)
+        ray_backend.run_trial_workers(ray, work, jobs, ray_cluster, progress=lambda: trials_ended_line(targets, root))
         executor = make_executor(
             root,
             backend="ray",
