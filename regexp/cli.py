@@ -315,9 +315,15 @@ def tune(
         ),
     ] = None,
     jobs: Annotated[
-        int,
-        typer.Option("--jobs", "-j", min=1, help="Worker processes sharing each study (and the confirmation runs)."),
-    ] = 1,
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Trial workers sharing each study: local processes (default 1, and as many confirmation runs at "
+            "once), or Ray tasks (default: as many as the cluster holds).",
+        ),
+    ] = None,
     sampler: Annotated[
         SamplerChoice | None, typer.Option("--sampler", help="qmc (quasi-random) or tpe (search.sampler).")
     ] = None,
@@ -327,6 +333,10 @@ def tune(
     ] = None,
     epochs: EpochsOption = None,
     set_: SetOption = None,
+    backend: BackendOption = Backend.local,
+    address: AddressOption = None,
+    cpus_per_run: CpusPerRunOption = None,
+    gpus_per_run: GpusPerRunOption = None,
     sesoi: SesoiOption = 0.5,
     mlflow: MlflowOption = None,
     dry_run: Annotated[
@@ -346,6 +356,7 @@ def tune(
     from regexp.study.stats import sesoi_fraction
 
     with user_errors():
+        _check_ray_options(backend, address, cpus_per_run, gpus_per_run, shared_results=False)
         sesoi_fraction(sesoi)  # refused before anything trains
         overrides = _overrides(epochs, set_) + tune_lib.search_overrides(
             trials, confirm_seeds, sampler and sampler.value, pruner and pruner.value
@@ -368,6 +379,7 @@ def tune(
                 verbose=_keras_verbosity(),
                 on_confirmation=lambda damaged: _say_damaged(results, damaged),
                 after_each=None if tracker is None else (lambda outcome: tracker.send([outcome.name])),
+                ray_cluster=_ray_cluster(backend, address, cpus_per_run, gpus_per_run),
             )
         except (KeyboardInterrupt, SweepInterrupted):
             typer.echo("interrupted: the same command resumes the tuning where it stopped", err=True)
@@ -383,15 +395,29 @@ def tune(
 
 
 def _check_backend_options(backend: Backend, jobs: int, address, cpus_per_run, gpus_per_run, shared_results) -> None:
-    """Refuse options that do not belong to the chosen backend; for Ray, check that it is installed."""
+    """A sweep's options: refuse those that do not belong to the chosen backend; for Ray, check that it is installed."""
+    if backend is Backend.ray and jobs != 1:
+        raise RegexpError("--jobs is for the local backend; on Ray, --cpus-per-run sets how many runs fit at once")
+    _check_ray_options(backend, address, cpus_per_run, gpus_per_run, shared_results)
+
+
+def _check_ray_options(backend: Backend, address, cpus_per_run, gpus_per_run, shared_results: bool) -> None:
+    """Refuse Ray's options without --backend ray; with it, check that Ray is installed."""
     if backend is Backend.ray:
-        if jobs != 1:
-            raise RegexpError("--jobs is for the local backend; on Ray, --cpus-per-run sets how many runs fit at once")
         from regexp.run.ray_backend import require_ray
 
         require_ray()
     elif address is not None or cpus_per_run is not None or gpus_per_run is not None or shared_results:
         raise RegexpError("--address, --cpus-per-run, --gpus-per-run and --shared-results need --backend ray")
+
+
+def _ray_cluster(backend: Backend, address, cpus_per_run, gpus_per_run):
+    """The Ray cluster `regexp tune` runs on, or None for the local backend."""
+    if backend is not Backend.ray:
+        return None
+    from regexp.run.ray_backend import RayCluster
+
+    return RayCluster(address, cpus_per_run, gpus_per_run)
 
 
 class ImageFormat(str, enum.Enum):

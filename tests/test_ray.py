@@ -94,13 +94,15 @@ def _restore_env(saved: dict) -> None:
             os.environ[key] = value
 
 
-def start_ray_sweep(folder: Path, root: Path, head: RayHead, log: Path, *options: str) -> subprocess.Popen:
-    """`regexp sweep --backend ray --address HEAD` as a separate driver process."""
+def start_ray_sweep(
+    folder: Path, root: Path, head: RayHead, log: Path, *options: str, command: str = "sweep"
+) -> subprocess.Popen:
+    """`regexp sweep --backend ray --address HEAD` (or another `command`) as a separate driver process."""
     command = [
         sys.executable,
         "-m",
         "regexp",
-        "sweep",
+        command,
         str(folder),
         "--results",
         str(root),
@@ -350,3 +352,70 @@ def test_without_a_shared_root_the_driver_holds_each_runs_lock_and_leaves_a_lock
     lock = RunLock(root, "grid__seed-1")
     lock.acquire()  # the driver gave it back once the run's folder was in place
     lock.release()
+
+
+def test_a_ray_tune_with_two_workers_ends_every_trial_once_even_when_a_worker_is_killed(tmp_path, ray_head):
+    """Trial workers as Ray tasks share tune.db and the claims; the one killed mid-trial is
+    started again by Ray, its trial resumed (by it or the other worker), none lost or repeated."""
+    import optuna
+    from test_tune import claimer_of
+
+    from regexp.run import tune
+
+    folder, root, log = tmp_path / "configs", tmp_path / "results", tmp_path / "tune.log"
+    space = {"training.learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True}}
+    write_config(folder, "none", {**SLOW5, "search": {"trials": 2, "confirm_seeds": 2, "space": space}})
+    process = start_ray_sweep(folder, root, ray_head, log, "--jobs", "2", command="tune")
+    deadline = time.monotonic() + 150
+    while True:  # SIGKILL the worker that trains a trial, once its first epoch is saved
+        saved = sorted(root.glob(".inprogress/none__trial-*/checkpoint/epoch-*.npz"))
+        killed_run = saved[0].parts[-3] if saved else None
+        killed = killed_run and claimer_of(root, killed_run)
+        if killed:
+            title = Path(f"/proc/{killed}/cmdline").read_bytes().split(b"\0")[0]
+            assert title.startswith(b"ray::regexp:tune-worker-"), title  # a Ray worker, not the driver
+            os.kill(killed, signal.SIGKILL)
+            break
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    returncode = finish(process, SWEEP_TIMEOUT_S)
+    output = log.read_text()
+    assert returncode == 0 and "Traceback" not in output, output
+    assert f"tuning with 2 trial workers on the Ray cluster at {LOOPBACK}:" in output
+    assert "tuning worker 0 on" in output and "tuning worker 1 on" in output
+    assert "[tune 0/2 trials ended]" in output and "[tune 2/2 trials ended]" in output  # said while they train
+    assert f"{killed_run}: cut short earlier (its process ended); resuming it" in output
+
+    trials = optuna.load_study(study_name="none", storage=f"sqlite:///{root / 'tune.db'}").trials
+    assert [t.number for t in trials] == [0, 1]  # exactly `trials`: none asked twice
+    assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
+    assert [t.user_attrs["run"] for t in trials] == [tune.trial_name("none", n) for n in range(2)]
+    for trial in trials:  # each worker reported every epoch it trained to the study: what the pruner judges
+        epochs = json.loads((root / trial.user_attrs["run"] / "metrics.json").read_text())["epochs_run"]
+        assert list(trial.intermediate_values) == list(range(1, epochs + 1))
+    assert json.loads((root / killed_run / "metrics.json").read_text())["resumed_from_epoch"] >= 1
+    assert run_folders(root) == [
+        "none__confirm__seed-1",
+        "none__confirm__seed-2",
+        *(t.user_attrs["run"] for t in trials),
+    ]
+    for seed in (1, 2):
+        metrics = json.loads((root / f"none__confirm__seed-{seed}" / "metrics.json").read_text())
+        assert metrics["status"] == COMPLETED and metrics["tuning"]["role"] == "confirmation"
+    assert "writing into the shared" in output  # the confirmation runs: the sweep's Ray executor, on the shared root
+
+
+def test_an_error_in_ray_trial_workers_stops_the_tuning_in_one_line(tmp_path, ray_head):
+    from regexp.errors import ConfigError, RegexpError
+
+    (tmp_path / "tune.db").write_bytes(b"")
+
+    def loop(targets, root, threads, worker):  # runs in a Ray worker, pickled by value
+        raise ConfigError("none.yaml: data.path: no such folder")
+
+    work = ray_backend.TrialWork(loop, [], tmp_path, tmp_path / "tune.db")
+    with pytest.raises(RegexpError) as stopped:
+        ray_backend.run_trial_workers(ray, work, 2, ray_backend.RayCluster())
+    assert str(stopped.value) == (  # both workers met it: said once
+        "a tuning worker on Ray stopped: none.yaml: data.path: no such folder; run the same command again to resume"
+    )

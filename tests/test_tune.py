@@ -357,3 +357,107 @@ def test_a_trial_finished_between_listing_and_claiming_is_not_taken_up_again(tmp
     monkeypatch.setattr(locks.RunLock, "acquire", acquire_once_the_other_has_finished)
     chosen = tune.next_trial(study, target, root)
     assert isinstance(chosen, tune.Claimed) and chosen.trial.number == 1 and not chosen.resumed
+
+
+def child_pids(pid: int) -> set[int]:
+    """The pids of the processes `pid` started (Linux: /proc/<pid>/task/*/children)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found.update(int(child) for child in (task / "children").read_text().split())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return found
+
+
+def claimer_of(root: Path, run: str) -> int | None:
+    """The pid that holds the claim of trial `run` ("pid 123 on host"), if one is written."""
+    try:
+        text = (root / ".locks" / f"{run}.claim").read_text()
+    except OSError:
+        return None
+    return int(text.split()[1]) if text.startswith("pid ") else None
+
+
+def kill_a_worker_mid_trial(root: Path, driver: subprocess.Popen, timeout: float = 180) -> tuple[str, int]:
+    """SIGKILL the worker process (a child of `driver`) that trains a RUNNING trial, once that
+    trial has saved its first epoch's checkpoint: (the trial's run name, the worker's pid)."""
+    import time
+
+    import optuna
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert driver.poll() is None, "the tuning ended before the test could kill a worker"
+        assert time.monotonic() < deadline, "no worker trained a trial long enough to be killed"
+        for checkpoint in sorted(root.glob(".inprogress/none__trial-*/checkpoint/epoch-*.npz")):
+            run = checkpoint.parts[-3]
+            [trial] = [t for t in load_study(root, "none").trials if t.user_attrs.get("run") == run]
+            worker = claimer_of(root, run)
+            if trial.state == optuna.trial.TrialState.RUNNING and worker in child_pids(driver.pid):
+                os.kill(worker, signal.SIGKILL)
+                return run, worker
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_leaves_its_trial_to_be_resumed_and_the_same_command_finishes_the_study(tmp_path):
+    import optuna
+
+    folder, root = tmp_path / "configs", tmp_path / "results"
+    slow = merge(TINY5, {"data": {"limit": 1500}, "training": {"epochs": 3}})
+    write_config(folder, "none", tuned(slow, LR, 2, pruner="none"))
+    command = [sys.executable, "-m", "regexp", "tune", str(folder), "--results", str(root), "--jobs", "2"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    log = tmp_path / "log.txt"
+    with open(log, "ab") as out:
+        driver = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        killed_run, killed = kill_a_worker_mid_trial(root, driver)
+        first_exit = driver.wait(timeout=600)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    output = log.read_text()
+    assert first_exit == 0 and "Traceback" not in output, output  # the other worker took the trial up: carry on
+    assert f"tuning worker pid {killed} was killed (SIGKILL); the other workers ended every trial" in output
+    assert f"{killed_run}: cut short earlier (its process ended); resuming it" in output
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "confirmation: 2 runs, 2 already completed, 0 to run" in again.stdout  # nothing trains twice
+    trials = load_study(root, "none").trials
+    assert [t.number for t in trials] == [0, 1]  # exactly `trials`: the killed one resumed, none asked again
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials), [t.state for t in trials]
+    assert sorted(t.user_attrs["run"] for t in trials) == [tune.trial_name("none", n) for n in range(2)]
+    killed_metrics = metrics_of(root / killed_run)
+    assert killed_metrics["status"] == "completed" and killed_metrics["epochs_run"] == 3
+    assert killed_metrics["resumed_from_epoch"] >= 1  # from the killed worker's checkpoint
+    assert list(trials[int(killed_run[-4:])].intermediate_values) == [1, 2, 3]
+    assert tune.run_names([tune.Target(s) for s in load_runs(folder / "none.yaml")], root) == [
+        "none__confirm__seed-1",
+        "none__confirm__seed-2",
+        *(tune.trial_name("none", n) for n in range(2)),
+    ]
+    for seed in (1, 2):
+        assert metrics_of(root / f"none__confirm__seed-{seed}")["status"] == "completed"
+    assert not (root / ".inprogress").exists() or not any((root / ".inprogress").iterdir())
+
+
+def test_a_killed_worker_whose_trials_others_ended_is_said_and_any_other_stop_is_one_line_error(caplog):
+    from regexp.errors import RegexpError
+
+    with caplog.at_level("WARNING", logger="regexp"):
+        tune.check_stopped_workers({123: -signal.SIGKILL}, 2, studies_done=True)
+    assert caplog.messages == ["tuning worker pid 123 was killed (SIGKILL); the other workers ended every trial"]
+    with pytest.raises(RegexpError) as cut_short:
+        tune.check_stopped_workers({123: -signal.SIGKILL}, 2, studies_done=False)
+    assert str(cut_short.value) == (
+        "1 of 2 tuning workers stopped (pid 123 killed (SIGKILL)); run the same command again to resume "
+        "(a trial cut short is resumed)"
+    )
+    with pytest.raises(
+        RegexpError, match=r"2 of 3 tuning workers stopped \(pid 1 exit code 2, pid 2 killed \(signal 40\)\)"
+    ):
+        tune.check_stopped_workers({1: 2, 2: -40}, 3, studies_done=True)  # an error stops the tuning even so

@@ -1,4 +1,5 @@
 """Sweeps on a Ray cluster: every run is a Ray task with its own CPU (and GPU) reservation.
+(`regexp tune --backend ray` runs its trial workers as such tasks too: see run_trial_workers.)
 
 `regexp sweep --backend ray` runs its runs through `RayExecutor`, one of the sweep's three
 executors (regexp.run.executors), after `plan` has validated every config and set aside the
@@ -33,6 +34,7 @@ sweep goes on either way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -42,7 +44,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
@@ -67,6 +69,7 @@ WORK_DIR_ENV = "REGEXP_RAY_WORK_DIR"  # where workers make their private results
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its error messages
 WAIT_SECONDS = 1.0  # the driver wakes up this often while it waits, so Ctrl-C is prompt
 CANCEL_GRACE_SECONDS = 10.0  # after Ctrl-C, how long interrupted runs get to clean up
+PROGRESS_SECONDS = 5.0  # how often a tuning on Ray looks how many trials have ended
 
 logger = logging.getLogger(__name__)
 
@@ -240,15 +243,18 @@ def store_result(root: Path, spec: RunSpec, result: WorkerResult) -> RunOutcome:
     return outcome
 
 
-def task_failure(root: Path, spec: RunSpec, error: Exception) -> RunOutcome:
-    """The outcome of a task that ended without a result: it raised, or its worker died too often."""
+def task_error_message(error: Exception) -> str:
+    """One line for a task that ended without a result: it raised, or its worker died too often."""
     cause = getattr(error, "cause", None)  # a RayTaskError carries the exception the task raised
     if cause is not None:
-        message = f"the Ray task raised {type(cause).__name__}: {cause}"
-    else:
-        summary = ANSI_ESCAPE.sub("", str(error)).strip().splitlines() or [""]
-        message = f"the Ray task was lost ({type(error).__name__}, {MAX_RETRIES} retries at most): {summary[0]}"
-    return failed_outcome(spec.name, results.run_dir(root, spec.name), message)
+        return f"the Ray task raised {type(cause).__name__}: {cause}"
+    summary = ANSI_ESCAPE.sub("", str(error)).strip().splitlines() or [""]
+    return f"the Ray task was lost ({type(error).__name__}, {MAX_RETRIES} retries at most): {summary[0]}"
+
+
+def task_failure(root: Path, spec: RunSpec, error: Exception) -> RunOutcome:
+    """The outcome of a run whose task ended without a result."""
+    return failed_outcome(spec.name, results.run_dir(root, spec.name), task_error_message(error))
 
 
 def connect(ray, address: str | None) -> bool:
@@ -257,6 +263,19 @@ def connect(ray, address: str | None) -> bool:
         return False  # a program (or a test) that embeds regexp connected already: use its cluster
     ray.init(address=address, log_to_driver=False)  # each run's lines come back with its result
     return True
+
+
+@contextlib.contextmanager
+def connected(address: str | None) -> Iterator:
+    """The `ray` module, connected to the cluster at `address` for the block (left connected if it
+    was already); one connection for all the steps of a command (regexp tune's trials and runs)."""
+    ray = require_ray()
+    connected_here = connect(ray, address)
+    try:
+        yield ray
+    finally:
+        if connected_here:
+            ray.shutdown()
 
 
 class RayExecutor(Executor):
@@ -305,13 +324,7 @@ class RayExecutor(Executor):
                     if outcome is not None:
                         not_submitted.append(outcome)
                         continue
-                options = task.options(
-                    name=f"regexp:{spec.name}",
-                    num_cpus=reservation.cpus,
-                    num_gpus=reservation.gpus,
-                    max_retries=MAX_RETRIES,
-                    retry_exceptions=False,
-                )
+                options = with_reservation(task, f"regexp:{spec.name}", reservation)
                 pending[options.remote(spec, reservation.cpus, reservation.gpus, shared_root, self.force)] = spec
             if pending:
                 yield Started(
@@ -355,6 +368,18 @@ class RayExecutor(Executor):
         return None
 
 
+def with_reservation(task, name: str, reservation: Reservation):
+    """The Ray task `task` named `name` (Ray titles its worker process ray::<name>), reserving
+    `reservation`'s CPUs and GPUs; retried when its worker dies, never when it raises."""
+    return task.options(
+        name=name,
+        num_cpus=reservation.cpus,
+        num_gpus=reservation.gpus,
+        max_retries=MAX_RETRIES,
+        retry_exceptions=False,
+    )
+
+
 def stop_tasks(ray, refs: list) -> None:
     """Interrupt unfinished runs and give their workers a moment to delete their private roots."""
     for ref in refs:
@@ -376,3 +401,121 @@ def collect(ray, ref, spec: RunSpec, root: Path) -> tuple[RunOutcome, str, float
             f"{spec.name}: warning: GPU memory growth was not on for {', '.join(result.gpus_without_memory_growth)}"
         )
     return store_result(root, spec, result), f" on {result.worker}", result.seconds
+
+
+# --------------------------------------------------------------------------- tuning on Ray
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    """Where and how a command runs on Ray: the cluster's address (None: Ray's default) and what
+    each run (each of regexp tune's trial workers) reserves; see RayExecutor and run_trial_workers."""
+
+    address: str | None = None
+    cpus_per_run: int | None = None
+    gpus_per_run: float | None = None
+
+
+@dataclass
+class TrialWorkerResult:
+    """What one of regexp tune's trial workers sends back: the error that stopped it (None if it
+    ended its work), its lines, and where it ran."""
+
+    error: str | None
+    log_lines: list[str]
+    worker: str
+
+
+@dataclass(frozen=True)
+class TrialWork:
+    """What every trial worker runs: `loop(targets, root, threads, worker)` (regexp.run.tune's own
+    worker loop, passed in: this module does not import the tuning) on the results root, where
+    the driver made the study database `database`."""
+
+    loop: Callable[[list, Path, int, int], None]
+    targets: list
+    root: Path
+    database: Path
+
+
+def trial_worker_task(work: TrialWork, cpus: int, gpus: float, worker: int) -> TrialWorkerResult:
+    """The Ray task of one trial worker: the tuning's worker loop on the results root, which this
+    node must see at the same path (the study database the driver made must be there)."""
+    if not gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU-only reservation keeps TensorFlow off the node's GPUs
+    with logs.collected_lines() as lines:
+        try:
+            if not work.database.is_file():
+                raise ResultsError(
+                    f"{work.database}: not found on Ray node {socket.gethostname()}: a tuning on Ray needs "
+                    "--results on a folder every node mounts at the same path"
+                )
+            work.loop(work.targets, work.root, cpus, worker)
+            error = None
+        except RegexpError as exc:
+            error = str(exc)
+    return TrialWorkerResult(error, lines, f"{socket.gethostname()} pid {os.getpid()}")
+
+
+def run_trial_workers(
+    ray, work: TrialWork, jobs: int | None, cluster: RayCluster, progress: Callable[[], str | None] = lambda: None
+) -> None:
+    """regexp tune's trials on the connected Ray cluster: `jobs` trial workers (at most, and by
+    default, as many as the cluster holds at once), each a Ray task with one run's reservation
+    that shares the study database and the trial claims under `work.root` as worker processes do.
+    A worker's lines come back when it ends; meanwhile `progress()`'s line is shown when it changes.
+
+    A worker whose process or node dies is started again by Ray (MAX_RETRIES times at most) and
+    resumes the trial it left. RegexpError, in one line, if a worker stopped on an error.
+    """
+    reservation = plan_reservation(ray.nodes(), cluster.cpus_per_run or 1, cluster.gpus_per_run)
+    count = min(jobs or reservation.at_once, reservation.at_once)
+    logger.info(
+        f"tuning with {count} trial worker{'s' * (count > 1)} on the Ray cluster at "
+        f"{ray.get_runtime_context().gcs_address}: {reservation.describe()}; writing into {work.root}"
+    )
+    task = ray.remote(max_calls=1)(trial_worker_task)  # a fresh process each: TensorFlow's threads are set at start
+    pending = {}
+    for worker in range(count):
+        options = with_reservation(task, f"regexp:tune-worker-{worker}", reservation)
+        pending[options.remote(work, reservation.cpus, reservation.gpus, worker)] = worker
+    errors: list[str] = []
+    shown: str | None = None
+    next_look = 0.0
+
+    def show_progress() -> None:
+        nonlocal shown
+        line = progress()
+        if line is not None and line != shown:
+            logger.info(line)
+            shown = line
+
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
+            for ref in ready:
+                error = _trial_worker_ended(ray, ref, pending.pop(ref))
+                if error is not None and error not in errors:
+                    errors.append(error)
+            if time.monotonic() >= next_look:
+                show_progress()
+                next_look = time.monotonic() + PROGRESS_SECONDS
+    except BaseException:  # Ctrl-C: the workers' trials are left to be resumed
+        stop_tasks(ray, list(pending))
+        raise
+    show_progress()  # where the workers left the studies
+    if errors:
+        others = f" (and {len(errors) - 1} other error{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
+        raise RegexpError(f"a tuning worker on Ray stopped: {errors[0]}{others}; run the same command again to resume")
+
+
+def _trial_worker_ended(ray, ref, worker: int) -> str | None:
+    """Show a finished trial worker's lines; the error that stopped it, or None."""
+    try:
+        result: TrialWorkerResult = ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        return f"worker {worker}: {task_error_message(exc)}"
+    for line in result.log_lines:
+        logger.info(line)
+    logger.info(f"tuning worker {worker} on {result.worker} ended")
+    return result.error

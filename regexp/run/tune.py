@@ -12,6 +12,8 @@ the baseline at its best.
   processes sharing a root never take one trial twice, and a RUNNING trial whose claim is free
   was cut short: the next process to choose resumes it (from its run's checkpoint, or from its
   run folder if the run had ended).
+- Trial workers, each running `work_on_studies`: this process (`--jobs 1`), `jobs` spawned
+  processes, or Ray tasks (regexp.run.ray_backend.run_trial_workers) on a root every node sees.
 - Confirmation: the best trial's values re-run on the first `confirm_seeds` seeds that no
   trial of this tune used, as `<config>__confirm__seed-N`, grouped under the config's name.
 
@@ -25,11 +27,12 @@ import copy
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regexp import results
 from regexp.config import RunSpec, config_hash, load_runs, validate
@@ -38,6 +41,9 @@ from regexp.errors import ConfigError, RegexpError, ResultsError
 from regexp.results import locks
 from regexp.run.runner import COMPLETED, DIVERGED, PRUNED, RunOutcome, run_experiment
 from regexp.run.sweep import config_files
+
+if TYPE_CHECKING:
+    from regexp.run.ray_backend import RayCluster
 
 TUNE_DB = "tune.db"
 TRIAL, CONFIRMATION = "trial", "confirmation"
@@ -372,14 +378,21 @@ def run_trials(
 # --------------------------------------------------------------------------- workers
 
 
+def work_on_studies(targets: list[Target], root: Path, threads: int | None, worker: int) -> None:
+    """A trial worker's loop (a worker process's, or a Ray task's): train trials of every study
+    until each holds its `trials`, then wait for those the other workers are training (and
+    resume any whose worker died meanwhile). Raises RegexpError for what concerns every trial."""
+    for wait in (False, True):  # every study's trials first; then wait for those the other workers train
+        for target in targets:
+            run_trials(target, root, verbose=0, threads=threads, worker=worker, wait=wait)
+
+
 def _worker_main(targets: list[Target], root: Path, threads: int, worker: int) -> None:
     from regexp.run import logs
 
     logs.print_lines()
     try:
-        for wait in (False, True):  # every study's trials first; then wait for those the other workers train
-            for target in targets:
-                run_trials(target, root, verbose=0, threads=threads, worker=worker, wait=wait)
+        work_on_studies(targets, root, threads, worker)
     except RegexpError as exc:  # one line, as the CLI says it; the driver reports the worker's exit code
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -404,12 +417,42 @@ def run_all_trials(targets: list[Target], root: Path, jobs: int, verbose) -> Non
         for process in workers:
             process.terminate()
         raise
-    died = [p.exitcode for p in workers if p.exitcode]
-    if died:
-        raise RegexpError(
-            f"{len(died)} of {jobs} tuning workers ended with an error (exit codes {died}); "
-            "run the same command again to resume"
-        )
+    stopped = {process.pid: process.exitcode for process in workers if process.exitcode}
+    if stopped:
+        check_stopped_workers(stopped, jobs, studies_ended(targets, root))
+
+
+def check_stopped_workers(stopped: dict[int, int], jobs: int, studies_done: bool) -> None:
+    """Workers that stopped early ({pid: exit code}): those killed (a signal) are said, and the
+    tuning goes on if the other workers resumed and ended their trials (`studies_done`); a worker
+    that stopped on an error (said in its own line), or trials left cut short, stop it here."""
+    killed = {pid: _signal_name(-code) for pid, code in stopped.items() if code < 0}
+    if studies_done and len(killed) == len(stopped):
+        for pid, name in killed.items():
+            logger.warning(f"tuning worker pid {pid} was killed ({name}); the other workers ended every trial")
+        return
+    how = [
+        f"pid {pid} killed ({killed[pid]})" if pid in killed else f"pid {pid} exit code {code}"
+        for pid, code in stopped.items()
+    ]
+    raise RegexpError(
+        f"{len(stopped)} of {jobs} tuning workers stopped ({', '.join(how)}); run the same command again to "
+        "resume (a trial cut short is resumed)"
+    )
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal has no name
+        return f"signal {number}"
+
+
+def studies_ended(targets: list[Target], root: Path) -> bool:
+    """Whether every target's study in tune.db holds its `trials`, none of them cut short."""
+    recorded = recorded_trials(root)
+    counts = [(trial_counts(recorded.get(t.name, {})), t.search.trials) for t in targets]
+    return all(ended >= trials and not cut_short for (ended, cut_short), trials in counts)
 
 
 # --------------------------------------------------------------------------- confirmation
@@ -483,6 +526,22 @@ def recorded_trials(root: Path) -> dict[str, dict[str, int]]:
     return found
 
 
+def trials_ended_line(targets: list[Target], root: Path) -> str | None:
+    """ "[tune 3/8 trials ended]" as tune.db holds it now; None if it cannot be read just now."""
+    try:
+        recorded = recorded_trials(root)
+    except ResultsError:  # busy with the workers' writes: the next look will tell
+        return None
+    ended = sum(min(trial_counts(recorded.get(t.name, {}))[0], t.search.trials) for t in targets)
+    return f"[tune {ended}/{sum(t.search.trials for t in targets)} trials ended]"
+
+
+def trial_counts(states: dict[str, int]) -> tuple[int, int]:
+    """(trials ended, trials cut short: RUNNING) of a study's {state: count} (recorded_trials)."""
+    ended = sum(count for state, count in states.items() if state not in ("RUNNING", "WAITING"))
+    return ended, states.get("RUNNING", 0)
+
+
 def plan_lines(targets: list[Target], root: Path) -> list[str]:
     """What `regexp tune` would do, one line per study, and the time it would take (estimated from
     comparable runs on disk); reads `root`, writes nothing."""
@@ -492,9 +551,7 @@ def plan_lines(targets: list[Target], root: Path) -> list[str]:
     lines = [f"dry run: {len(targets)} studies -> {root / TUNE_DB}" + ("" if recorded else " (no study recorded yet)")]
     to_train: list[RunSpec] = []
     for target in targets:
-        states = recorded.get(target.name, {})
-        ended = sum(count for state, count in states.items() if state not in ("RUNNING", "WAITING"))
-        cut_short = states.get("RUNNING", 0)
+        ended, cut_short = trial_counts(recorded.get(target.name, {}))
         new = max(0, target.search.trials - ended - cut_short)
         confirmed = _completed_confirmations(target, root)
         left = max(0, target.search.confirm_seeds - confirmed)
@@ -532,21 +589,55 @@ class Tuned:
     damaged: list[str]
 
 
-def run_tuning(targets: list[Target], root: Path, *, jobs: int, verbose, on_confirmation, after_each=None) -> Tuned:
-    """Every study's trials (`jobs` worker processes sharing each study), then each chosen trial
-    re-run on fresh seeds. `on_confirmation(damaged)` is told the damaged confirmation folders
-    before they are set aside; `after_each(outcome)` hears of each confirmation run as it ends.
-    Raises KeyboardInterrupt or SweepInterrupted when stopped: the same call resumes."""
-    from regexp.run.runner import existing_completed
-    from regexp.run.sweep import make_executor, run_sweep
+def run_tuning(
+    targets: list[Target],
+    root: Path,
+    *,
+    jobs: int | None,
+    verbose,
+    on_confirmation,
+    after_each=None,
+    ray_cluster: RayCluster | None = None,
+) -> Tuned:
+    """Every study's trials, then each chosen trial re-run on fresh seeds: locally (`jobs` worker
+    processes sharing each study, 1 by default), or on `ray_cluster` (`jobs` trial workers as
+    Ray tasks, by default as many as it holds; the confirmation runs as `regexp sweep --backend
+    ray --shared-results` runs them). `on_confirmation(damaged)` is told the damaged confirmation
+    folders before they are set aside; `after_each(outcome)` hears of each confirmation run as
+    it ends. Raises KeyboardInterrupt or SweepInterrupted when stopped: the same call resumes."""
+    from regexp.run.sweep import make_executor
 
-    run_all_trials(targets, root, jobs, verbose)
+    if ray_cluster is None:
+        run_all_trials(targets, root, jobs or 1, verbose)
+        return confirm(targets, root, make_executor(root, jobs=jobs or 1, verbose=verbose), on_confirmation, after_each)
+    from regexp.run import ray_backend
+
+    with ray_backend.connected(ray_cluster.address) as ray:  # one connection for the trials and the confirmation
+        shared = root.resolve()  # the workers find the study where this driver made it
+        work = ray_backend.TrialWork(work_on_studies, targets, shared, shared / TUNE_DB)
+        ray_backend.run_trial_workers(ray, work, jobs, ray_cluster, progress=lambda: trials_ended_line(targets, root))
+        executor = make_executor(
+            root,
+            backend="ray",
+            address=ray_cluster.address,
+            cpus_per_run=ray_cluster.cpus_per_run,
+            gpus_per_run=ray_cluster.gpus_per_run,
+            shared_results=True,  # the trial workers needed the root on every node already
+        )
+        return confirm(targets, root, executor, on_confirmation, after_each)
+
+
+def confirm(targets: list[Target], root: Path, executor, on_confirmation, after_each) -> Tuned:
+    """Each study's best trial re-run on fresh seeds through `executor` (those completed kept)."""
+    from regexp.run.runner import existing_completed
+    from regexp.run.sweep import run_sweep
+
     chosen, specs = plan_confirmation(targets, root)
     todo = [spec for spec in specs if not existing_completed(spec, root, False)]
     logger.info(f"confirmation: {len(specs)} runs, {len(specs) - len(todo)} already completed, {len(todo)} to run")
     damaged = results.damaged_runs(root, [spec.name for spec in todo])
     on_confirmation(damaged)
-    outcomes = run_sweep(todo, make_executor(root, jobs=jobs, verbose=verbose), after_each=after_each)
+    outcomes = run_sweep(todo, executor, after_each=after_each)
     return Tuned(chosen, outcomes, damaged)
 
 
