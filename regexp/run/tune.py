@@ -300,7 +300,7 @@ def finished_run(root: Path, spec: RunSpec) -> dict | None:
         run = results.load_run(results.run_dir(root, spec.name))
     except results.DamagedRun:
         return None
-    if run is None or run.metrics.get("config_hash") != config_hash(spec.config):
+    if run is None or run.record.config_hash != config_hash(spec.config):
         return None
     return run.metrics if run.record.status in (COMPLETED, PRUNED, DIVERGED) else None
 
@@ -341,8 +341,8 @@ def train_trial(claimed: Claimed, study, target: Target, root: Path, verbose, th
             threads=threads,
             should_prune=_pruning_rule(trial, target.search.pruner != "none"),
         )
-    metrics = outcome.metrics or {}
-    value = metrics.get("best_val_accuracy")
+    record = outcome.record
+    value = record.best_val_accuracy if record is not None else None
     if outcome.status == COMPLETED and value is not None:
         study.tell(trial, value, skip_if_finished=True)
     elif outcome.status == PRUNED:
