@@ -64,14 +64,17 @@ SEARCH = (
     "import sys\nfrom pathlib import Path\nfrom regexp.run.tune import load_targets, run_all_trials\n"
     "run_all_trials(load_targets(Path(sys.argv[1]), []), Path(sys.argv[2]), 1, 0)\n"
 )
-# The baseline: each trial builds, compiles and traces its own model and input streams.
+# The baseline: each trial builds, compiles and traces its own model and input streams, and seeds
+# TensorFlow anew, as every run did before regexp/training/reuse.py. Patched where a run starts
+# (TensorFlow is imported there, as in the other two ways: inside the first trial).
 COMPILE_EACH = (
-    "from regexp.training import reuse, session\n"
-    "_compiled_model = reuse.compiled_model\n"
-    "def compile_anew(*args):\n"
-    "    reuse.forget(); session._SPLITS_MEMO.clear()\n"
-    "    return _compiled_model(*args)\n"
-    "reuse.compiled_model = compile_anew\n"
+    "from regexp.run import runner\n"
+    "_prepare_run = runner.prepare_run\n"
+    "def prepare_anew(*args):\n"
+    "    from regexp.training import reuse, session, train\n"
+    "    reuse.forget(); session._SPLITS_MEMO.clear(); train._seeded.clear()\n"
+    "    return _prepare_run(*args)\n"
+    "runner.prepare_run = prepare_anew\n"
 )
 WAYS = {  # name: (pruner, reuse the compiled model)
     "pruned": ("successive_halving", True),

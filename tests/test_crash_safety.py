@@ -110,7 +110,8 @@ def test_ctrl_c_stops_the_sweep_saying_what_finished_and_how_to_resume(tmp_path)
 @pytest.mark.slow
 def test_a_resumed_run_ends_with_the_same_numbers_as_one_never_interrupted(tmp_path):
     folder, log = tmp_path / "configs", tmp_path / "log.txt"
-    write_config(folder, "run", merge(SLOW, {"regularizer": {"type": "l2", "targets": ["activity"]}}))
+    shorter = merge(SLOW, {"training": {**SLOW["training"], "epochs": 6}})
+    write_config(folder, "run", merge(shorter, {"regularizer": {"type": "l2", "targets": ["activity"]}}))
     interrupted, uninterrupted = tmp_path / "interrupted", tmp_path / "uninterrupted"
     process = sweep_process(folder, interrupted, log)
     wait_for(interrupted / ".inprogress" / "run" / "checkpoint", FIRST_CHECKPOINT, process)
@@ -161,7 +162,7 @@ def run_to_the_end(config: Path, root: Path) -> dict:
 
 @pytest.mark.slow
 def test_runs_killed_at_random_moments_resume_to_the_numbers_of_a_run_never_interrupted(tmp_path):
-    """Eight trials, each SIGKILLed once and resumed: odd trials while the checkpoint of a
+    """Four trials, each SIGKILLed once and resumed: odd trials while the checkpoint of a
     random epoch is being written (its temporary file is there, the file itself not yet),
     even trials at a random moment after the first checkpoint."""
     config = write_config(
@@ -180,7 +181,7 @@ def test_runs_killed_at_random_moments_resume_to_the_numbers_of_a_run_never_inte
     expected_history = (tmp_path / "uninterrupted" / "run" / "history.csv").read_text()
     rng = random.Random(14)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "SLOW_FSYNC_S": "0.25"}
-    for trial in range(8):
+    for trial in range(4):
         root = tmp_path / f"trial{trial}"
         checkpoints = root / ".inprogress" / "run" / "checkpoint"
         with open(tmp_path / f"trial{trial}.log", "wb") as out:

@@ -11,7 +11,7 @@ from regexp.config import load_runs, validate
 from regexp.results.store import read_history
 from regexp.run.runner import run_experiment
 from regexp.training import model as model_lib
-from regexp.training import reuse
+from regexp.training import reuse, train
 
 from conftest import TINY, merge, write_config
 
@@ -36,30 +36,35 @@ def _same_numbers(a, b):
 
 
 @pytest.mark.parametrize(
-    "penalty, fast_path",
+    "penalty, fast_path, seed",
     [
-        (ACTIVITY, True),  # the fused (XLA) activity penalty and regexp's dropout
-        pytest.param(KERNEL, False, marks=pytest.mark.slow),  # stock Keras layers and weight penalties
+        # a study's trials: the config's seed, the fused (XLA) activity penalty and regexp's dropout
+        (ACTIVITY, True, 0),
+        # confirmation runs and sweeps: another seed, stock Keras layers and weight penalties
+        pytest.param(KERNEL, False, 5, marks=pytest.mark.slow),
     ],
 )
-def test_a_run_trained_on_a_reused_model_gives_the_numbers_of_the_same_run_trained_alone(tmp_path, penalty, fast_path):
+def test_a_run_trained_on_a_reused_model_gives_the_numbers_of_the_same_run_trained_alone(
+    tmp_path, monkeypatch, penalty, fast_path, seed
+):
     base = merge(TINY, {**penalty, "model": {"num_classes": 10}})
     base["training"] = {**base["training"], "epochs": 2, "fast_path": fast_path}
     config = write_config(tmp_path, "study", base)
     strength = "regularizer.l2" if penalty is ACTIVITY else "regularizer.lambda"
-    other = [f"{strength}=0.03", "training.learning_rate=0.003", "training.seed=5", "name=other"]
+    other = [f"{strength}=0.03", "training.learning_rate=0.003", f"training.seed={seed}", "name=other"]
 
     reuse.forget()
     first = _run(config, tmp_path / "shared", ["name=first"])
     reused = _run(config, tmp_path / "shared", other)
     reuse.forget()
+    monkeypatch.setattr(train, "_seeded", [])  # as in a fresh process: every generator seeded anew
     alone = _run(config, tmp_path / "alone", other)
 
     assert first[0]["training_path"]["compiled"] == "for this run"
     assert reused[0]["training_path"]["compiled"].startswith("reused")
     assert alone[0]["training_path"]["compiled"] == "for this run"
     _same_numbers(reused, alone)
-    assert reused[1] != first[1]  # another strength, rate and seed did train differently
+    assert reused[1] != first[1]  # another strength and rate (and seed) did train differently
 
 
 def _key(data: dict) -> str:

@@ -12,6 +12,11 @@ the tracing.
 
 One model is kept at a time (a sweep of one shape keeps it all along); a run that fails or is
 interrupted while training drops it (`forget`), so that a half-run step is never reused.
+
+Exact for models whose randomness comes from seeded Keras parts (initializers, dropout and the
+other layers' seed generators, all copied from the fresh model), as Keras's own layers and the
+reference CNN draw it: a custom layer that draws from TensorFlow's global random state (a
+`tf.random.normal` without a seed generator) continues that state from the run before.
 """
 
 from __future__ import annotations

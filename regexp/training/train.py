@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -102,9 +103,24 @@ def choose_precision(requested: str) -> tuple[str, str]:
     return requested, f"set in config; {device}"
 
 
+_seeded: list[int] = []  # the seed this process last gave TensorFlow
+
+
 def enable_determinism(seed: int) -> None:
-    """Same config, same seed, same machine: same numbers."""
-    keras.utils.set_random_seed(seed)
+    """Same config, same seed, same machine: same numbers.
+
+    Python's and NumPy's generators are seeded for every run (Keras draws its initializers' and
+    dropout layers' seeds from Python's). TensorFlow's global seed is set only when it changes:
+    setting it clears TensorFlow's kernel cache, which costs a run on a compiled model it trains
+    again (regexp/training/reuse.py) its first epoch's worth of warming up, and regexp's own ops
+    all take explicit seeds.
+    """
+    if _seeded != [seed]:
+        keras.utils.set_random_seed(seed)
+        _seeded[:] = [seed]
+    else:
+        random.seed(seed)
+        np.random.seed(seed)
     tf.config.experimental.enable_op_determinism()
 
 
