@@ -5,6 +5,8 @@ that shows each check finds what it looks for."""
 
 import ast
 
+import pytest
+
 from regexp.results import RunRecord, RunStatus
 
 from conftest import REPO
@@ -81,7 +83,10 @@ def test_the_checks_find_a_status_compared_as_text_and_a_field_read_by_key():
         "3: 'group'",
     ]
     assert status_texts_compared('if record.status is RunStatus.COMPLETED: row["failed"] = 1') == []
-    assert fields_read_by_key('run.metrics.get("host"); row["test_accuracy"]; record.test_accuracy') == []
+    assert (
+        fields_read_by_key('run.metrics.get("written_by_a_newer_regexp"); row["test_accuracy"]; record.test_accuracy')
+        == []
+    )
 
 
 def test_study_and_run_compare_statuses_as_run_status_never_as_text():
@@ -105,3 +110,15 @@ def test_the_results_the_mlflow_export_logs_are_fields_of_the_record():
     from regexp.study.mlflow_export import RESULT_FIELDS
 
     assert set(RESULT_FIELDS) <= FIELDS
+
+
+def test_a_record_written_with_a_key_the_record_does_not_name_is_refused_and_nothing_is_written(tmp_path):
+    from regexp.results import write_record
+    from regexp.results.record import RecordError
+
+    record = {"run": "r", "status": "failed", "error": "boom"}
+    with pytest.raises(RecordError, match="^tets_accuracy: not a field of the run record"):
+        write_record(tmp_path / "metrics.json", {**record, "tets_accuracy": 0.5})
+    assert not (tmp_path / "metrics.json").exists()
+    write_record(tmp_path / "metrics.json", record)  # the control: every key named
+    assert (tmp_path / "metrics.json").exists()

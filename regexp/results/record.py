@@ -248,6 +248,17 @@ class RunRecord(BaseModel):
     ] = Field(
         None, description="For regexp tune: its role (trial or confirmation), study, trial number and the values tried."
     )
+    # Described, not checked: readers take them as they find them (each checks what it uses).
+    model: Any = Field(
+        None, description="The model: its builder, the builder's file and SHA-256, its arguments, its kernel layers."
+    )
+    penalties: Any = Field(None, description="The penalties as placed: per layer, each target's type and strength.")
+    activity_penalty: Any = Field(None, description="How an activity penalty is scaled (`semantics`).")
+    host: Any = Field(None, description="The machine it ran on: host name, CPU, cores, memory, GPUs.")
+    regexp_source: Any = Field(
+        None, description="regexp's source it ran from: the git commit and whether it was dirty."
+    )
+    data_source: Any = Field(None, description="Where the data came from: the files read and their SHA-256.")
     versions: Annotated[
         dict[str, Any] | None, _checked("an object of name: version text", _is_mapping_of(_is_plain))
     ] = Field(None, description="The versions of regexp, Python, TensorFlow, Keras and numpy it ran with.")
@@ -344,3 +355,7 @@ def _first_problem(exc: ValidationError) -> str:
         index, _, what = rest.partition(": ")
         return f"regularizer[{index}]{'.' + field if field else ''}: {what}"
     return f"{where}: {_show(error['input'])} is not {expected}"
+
+
+# Every key a run record names, as metrics.json spells it: what regexp may write at its top level.
+RECORD_KEYS = frozenset(field.alias or name for name, field in RunRecord.model_fields.items())

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from regexp.config import run_name_problem
 from regexp.errors import ResultsError
-from regexp.results.record import RecordError, RunRecord, RunStatus, parse_record
+from regexp.results.record import RECORD_KEYS, RecordError, RunRecord, RunStatus, parse_record
 
 STAGING = ".inprogress"
 METRICS = "metrics.json"
@@ -146,7 +146,11 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 def write_record(path: Path, record: dict) -> None:
     """Write a run record (metrics.json) atomically, checked through RunRecord first: a writer never
-    leaves a record its own reader would call damaged (RecordError names the field)."""
+    leaves a record its own reader would call damaged (RecordError names the field), nor a key
+    the record does not name (readers keep such keys of other versions' records; regexp writes none)."""
+    unnamed = sorted(set(record) - RECORD_KEYS)
+    if unnamed:
+        raise RecordError(f"{', '.join(unnamed)}: not a field of the run record (regexp/results/record.py)")
     parse_record(record)
     write_json_atomic(path, record)
 

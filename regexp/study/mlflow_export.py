@@ -138,7 +138,7 @@ def run_metrics(run: results.SavedRun) -> list[tuple[str, float, int]]:
 def run_tags(run: results.SavedRun) -> dict[str, str]:
     """What a seed run is known by: config name, hashes, seed, status, regexp's version and source commit."""
     m = run.record
-    source = run.metrics.get("regexp_source") or {}  # provenance: not a field of the record, read as written
+    source = m.regexp_source if isinstance(m.regexp_source, dict) else {}
     tags = {
         TAG_KIND: SEED_RUN,
         "regexp.run": run.folder.name,

@@ -72,7 +72,7 @@ def recorded_layers(runs: list[SavedRun]) -> tuple[str, ...]:
     else `sparsity.layers`), in the order first recorded; the reference CNN's when none says."""
     names: dict[str, None] = {}
     for run in runs:
-        model = run.metrics.get("model")  # the model's description: not a field of the record, read as written
+        model = run.record.model
         layers = model.get("layers") if isinstance(model, dict) else None
         if not isinstance(layers, dict) and run.record.sparsity is not None:
             layers = run.record.sparsity.layers
@@ -714,7 +714,7 @@ def _compute_lines(runs: list[SavedRun]) -> str:
     seconds = sum(r.record.wall_time_s for r in runs if r.record.wall_time_s is not None)
     machines = collections.Counter()
     for run in runs:
-        host = run.metrics.get("host")  # the machine's description: not a field of the record, read as written
+        host = run.record.host
         if isinstance(host, dict):
             gpus = host.get("gpus")
             gpu = ", ".join(map(str, gpus)) if isinstance(gpus, list) and gpus else "no GPU"
