@@ -83,3 +83,19 @@ def test_a_lambda_grid_whose_runs_all_failed_is_drawn_with_a_note_not_a_crash(tm
     fake_run(tmp_path, "none", 0, 0.8)
     written = plots.plot_results(tmp_path).written
     assert tmp_path / "lambda_broken.png" in written and (tmp_path / "lambda_broken.png").stat().st_size > 0
+
+
+def test_log_axes_label_their_decades_as_plain_text_not_raw_mathtext():
+    from regexp.study.figure_style import log_scale
+
+    def labels(scale) -> list[str]:
+        fig = Figure()
+        ax = fig.subplots()
+        ax.plot([1e-6, 1e-2], [0.1, 0.9])
+        scale(ax)
+        fig.canvas.draw()
+        return [tick.get_text() for tick in ax.get_xticklabels() if tick.get_text()]
+
+    assert any("mathdefault" in label for label in labels(lambda ax: ax.set_xscale("log")))  # the control
+    plain = labels(log_scale)
+    assert "1e\u221204" in plain and not any("$" in label or "mathdefault" in label for label in plain), plain

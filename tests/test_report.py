@@ -338,3 +338,13 @@ def test_a_root_of_only_damaged_folders_says_nothing_could_be_read(cli, tmp_path
     result = cli("report", tmp_path)
     assert result.exit_code == 1
     assert "No run here could be read" in result.output and (tmp_path / "report.html").exists()
+
+
+def test_a_tuned_strength_is_described_in_three_significant_digits():
+    from regexp.study.configs import describe_regularizer
+
+    assert describe_regularizer([{"type": "l2", "lambda": 0.0009596851584270444, "targets": ["activity"]}]) == (
+        "l2 0.00096 on activity"
+    )
+    entry = {"type": "elasticnet", "l1": 0.01, "l2": 2.1231735588621825e-07, "targets": ["kernel", "bias"]}
+    assert describe_regularizer([entry]) == "l1 0.01 + l2 2.12e-07 on kernel+bias"

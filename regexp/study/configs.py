@@ -27,8 +27,14 @@ def records_of(runs: Iterable[SavedRun]) -> list[RunRecord]:
     ]
 
 
+def _short(strength) -> str:
+    """A strength in three significant digits (a tuned one has seventeen): 0.01, 0.000957, 2.12e-07."""
+    return f"{strength:.3g}" if isinstance(strength, float) else str(strength)
+
+
 def describe_regularizer(entries: list[dict]) -> str:
-    """A compact text of what a config regularized, e.g. 'l2 0.01 on kernel+bias of conv'.
+    """A compact text of what a config regularized, e.g. 'l2 0.01 on kernel+bias of conv' (strengths
+    in three significant digits).
 
     `entries` are the record's `regularizer`: the config's penalty entries as resolved (config
     keys, not metrics keys)."""
@@ -36,7 +42,11 @@ def describe_regularizer(entries: list[dict]) -> str:
     for e in entries:
         if e.get("type", "none") == "none":
             continue
-        strength = f"l1 {e['l1']} + l2 {e['l2']}" if e["type"] == "elasticnet" else f"{e['type']} {e['lambda']}"
+        strength = (
+            f"l1 {_short(e['l1'])} + l2 {_short(e['l2'])}"
+            if e["type"] == "elasticnet"
+            else f"{e['type']} {_short(e['lambda'])}"
+        )
         where = " of " + "+".join(e["layers"]) if e.get("layers") else ""
         parts.append(f"{strength} on {'+'.join(e['targets'])}{where}")
     return "; ".join(parts) or "none"

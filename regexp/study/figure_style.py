@@ -4,6 +4,7 @@ seeds drawn with its 95 % t interval. Plain data in, matplotlib axes out (no fil
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.ticker
 
 from regexp.study import stats
 
@@ -19,6 +20,16 @@ def plain_text_labels() -> None:
 
 
 plain_text_labels()  # on import: every figure module of the study imports this one
+
+
+def log_scale(ax, which: str = "x") -> None:
+    """Put the `which` ("x" or "y") axis of `ax` on a log scale with its decades labelled as plain
+    text (1e-04): matplotlib's own log labels are mathtext, which plain_text_labels turns off, so
+    they would be drawn as the raw string '$\\mathdefault{10^{-4}}$'."""
+    getattr(ax, f"set_{which}scale")("log")
+    axis = getattr(ax, f"{which}axis")
+    axis.set_major_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=True))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def palette(count: int) -> tuple:

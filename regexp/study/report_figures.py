@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from regexp.study import figure_style, stats
-from regexp.study.figure_style import DPI, config_colors
+from regexp.study.figure_style import DPI, config_colors, log_scale
 
 # log10 |w| bins: magnitudes below 1e-8 (and exact zeros) are counted in the first bin.
 LOG10_WEIGHT_RANGE = (-8.0, 1.0)
@@ -157,7 +157,7 @@ def lambda_curves(
             )
         what = "test accuracy" if kind == "accuracy" else "near-zero weights (fraction)"
         if plotted:
-            ax.set_xscale("log")  # a log axis with no positive value cannot be drawn
+            log_scale(ax)  # a log axis with no positive value cannot be drawn
         else:
             ax.text(0.5, 0.5, "no completed run on this grid", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("λ (log scale)")
@@ -197,7 +197,7 @@ def weight_histograms(
                 ax.stairs([c / total for c in counts], edges, color=colors[label], linewidth=1.4)
         if threshold:
             ax.axvline(threshold, color="black", linestyle=":", linewidth=1)
-        ax.set_xscale("log")
+        log_scale(ax)
         ax.set_xlim(*shown)
         ax.set_title(layer, fontsize=10)
         ax.set_xlabel("|weight| (log scale)")
@@ -238,7 +238,7 @@ def activation_bars(
         ax.set_xticks(range(len(layers)), layers)
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].set_yscale("log")
+    log_scale(axes[0], "y")
     axes[1].set_ylim(0, 1)
     handles = [Line2D([], [], color=colors[label], linewidth=6, alpha=0.75, label=label) for label in labels]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False, borderaxespad=0.3)

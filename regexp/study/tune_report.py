@@ -33,6 +33,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from regexp.results import RunRecord, RunStatus, scan_runs, write_bytes_atomic, write_text_atomic  # noqa: E402
 from regexp.study import pages, stats  # noqa: E402
 from regexp.study.configs import records_of  # noqa: E402
+from regexp.study.figure_style import log_scale  # noqa: E402
 from regexp.study.pages import TUNING_FIGURE, TUNING_HTML, TUNING_MD  # noqa: E402
 
 TRIAL, CONFIRMATION = "trial", "confirmation"
@@ -262,7 +263,7 @@ def figure(studies: dict[str, Study]) -> Figure | None:
                 if m is chosen:
                     ax.scatter([value], [accuracy], s=160, marker="*", color="#cf222e", zorder=3)
             if entry.get("log"):
-                ax.set_xscale("log")
+                log_scale(ax)
             if "low" in entry:
                 ax.set_xlim(float(entry["low"]), float(entry["high"]))
             ax.set_title(f"{study.name}: {key}", fontsize=9)

@@ -414,7 +414,7 @@ def _activation_probe(model: keras.Model):
     names = [name for name in kernel_layers(model) if name in top]
     outputs = keras.Model(model.inputs, [model.get_layer(name).output for name in names])
 
-    @tf.function
+    @tf.function(reduce_retracing=True)  # an epoch's last, shorter batch: one trace for both sizes
     def batch_sums(images):
         sums = []
         for output in outputs(images, training=False):
