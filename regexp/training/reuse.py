@@ -71,8 +71,9 @@ def compiled_model(
     """The model to train for a run whose freshly built model is `fresh`: the compiled model of
     graph `key` given `fresh`'s state (True: reused), or `fresh` itself compiled (False)."""
     kept = _compiled.get(key)
-    if kept is not None and _same_structure(kept, fresh):
-        _take_state(kept, fresh, learning_rate)
+    pairs = _paired_penalties(kept, fresh) if kept is not None else None
+    if pairs is not None:
+        _take_state(kept, fresh, pairs, learning_rate)
         return kept, True
     _compiled.clear()
     model_lib.compile_model(fresh, learning_rate, steps_per_execution)
@@ -85,22 +86,25 @@ def forget() -> None:
     _compiled.clear()
 
 
-def _same_structure(kept: keras.Model, fresh: keras.Model) -> bool:
-    """A guard beneath the key: the same variables (shapes and dtypes) and the same penalties, in order."""
-    variables = [(tuple(v.shape), v.dtype) for v in kept.variables]
-    placed = [(path, type(p)) for path, p in model_lib.placed_penalties(kept)]
-    return variables == [(tuple(v.shape), v.dtype) for v in fresh.variables] and placed == [
-        (path, type(p)) for path, p in model_lib.placed_penalties(fresh)
-    ]
+def _paired_penalties(kept: keras.Model, fresh: keras.Model) -> list[tuple] | None:
+    """A guard beneath the key: [(kept's penalty, fresh's), ...] in order if the two models have
+    the same variables (shapes and dtypes) and the same penalties; None if they differ."""
+    if [(tuple(v.shape), v.dtype) for v in kept.variables] != [(tuple(v.shape), v.dtype) for v in fresh.variables]:
+        return None
+    on_kept, on_fresh = model_lib.placed_penalties(kept), model_lib.placed_penalties(fresh)
+    if [(path, type(p)) for path, p in on_kept] != [(path, type(p)) for path, p in on_fresh]:
+        return None
+    return [(target, source) for (_, target), (_, source) in zip(on_kept, on_fresh)]
 
 
-def _take_state(kept: keras.Model, fresh: keras.Model, learning_rate: float) -> None:
+def _take_state(kept: keras.Model, fresh: keras.Model, penalty_pairs: list[tuple], learning_rate: float) -> None:
     """Give the compiled model the fresh model's state: its variables (weights and dropout seeds)
-    and penalty strengths, an optimizer as Adam starts (every slot and the step count zero) at
-    `learning_rate`, and no training left over from the run before."""
+    and penalty strengths (`penalty_pairs`: kept's and fresh's), an optimizer as Adam starts
+    (every slot and the step count zero) at `learning_rate`, and no training left over from the
+    run before."""
     for target, source in zip(kept.variables, fresh.variables):
         target.assign(source)
-    for (_, target), (_, source) in zip(model_lib.placed_penalties(kept), model_lib.placed_penalties(fresh)):
+    for target, source in penalty_pairs:
         penalties.copy_strengths(target, source)
     optimizer = kept.optimizer
     for variable in optimizer.variables:
