@@ -461,3 +461,30 @@ def test_a_killed_worker_whose_trials_others_ended_is_said_and_any_other_stop_is
         RegexpError, match=r"2 of 3 tuning workers stopped \(pid 1 exit code 2, pid 2 killed \(signal 40\)\)"
     ):
         tune.check_stopped_workers({1: 2, 2: -40}, 3, studies_done=True)  # an error stops the tuning even so
+
+
+def test_a_resumed_trial_whose_run_had_ended_is_told_from_its_run_folder_without_training(tmp_path, monkeypatch):
+    import optuna
+
+    from regexp.results import history_csv, write_record
+
+    root = tmp_path / "results"
+    root.mkdir()
+    [spec] = load_runs(write_config(tmp_path, "none", tuned(TINY5, LR, 1)))
+    target = tune.Target(spec)
+    study = tune.open_study(target, root)
+    claimed = tune.next_trial(study, target, root)
+    run = tune.trial_spec(target, claimed.trial.number, tune.suggest(claimed.trial, target))
+    folder = root / run.name  # the run ended; its process died before it told the study
+    folder.mkdir()
+    row = {"epoch": 1, "loss": 1.0, "accuracy": 0.6, "val_loss": 1.1, "val_accuracy": 0.77}
+    (folder / "history.csv").write_text(history_csv([row]))
+    record = {"run": run.name, "status": "completed", "config_hash": config_hash(run.config)}
+    write_record(folder / "metrics.json", {**record, "test_accuracy": 0.7, "test_loss": 1.0, "best_val_accuracy": 0.77})
+    monkeypatch.setattr(tune, "run_experiment", lambda *a, **k: pytest.fail("the ended run was trained again"))
+
+    outcome = tune.train_trial(tune.Claimed(claimed.trial, claimed.claim, resumed=True), study, target, root, 0, None)
+    claimed.claim.release()
+    assert (outcome.status, outcome.folder, outcome.record.best_val_accuracy) == ("completed", folder, 0.77)
+    [trial] = load_study(root, "none").trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.77

@@ -294,15 +294,15 @@ def _still_running(study, number: int) -> bool:
     return any(t.number == number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
-def finished_run(root: Path, spec: RunSpec) -> dict | None:
-    """metrics.json of `spec`'s run if it ended (completed, pruned or diverged) with this config."""
+def finished_run(root: Path, spec: RunSpec) -> results.SavedRun | None:
+    """`spec`'s run as saved, if it ended (completed, pruned or diverged) with this config."""
     try:
         run = results.load_run(results.run_dir(root, spec.name))
     except results.DamagedRun:
         return None
     if run is None or run.record.config_hash != config_hash(spec.config):
         return None
-    return run.metrics if run.record.status in (COMPLETED, PRUNED, DIVERGED) else None
+    return run if run.record.status in (COMPLETED, PRUNED, DIVERGED) else None
 
 
 def _pruning_rule(trial, enabled: bool):
@@ -328,9 +328,9 @@ def train_trial(claimed: Claimed, study, target: Target, root: Path, verbose, th
     params = suggest(trial, target)
     spec = trial_spec(target, trial.number, params)
     trial.set_user_attr("run", spec.name)
-    metrics = finished_run(root, spec) if claimed.resumed else None
-    if metrics is not None:
-        outcome = RunOutcome(spec.name, results.parse_record(metrics).status, results.run_dir(root, spec.name), metrics)
+    saved = finished_run(root, spec) if claimed.resumed else None
+    if saved is not None:
+        outcome = RunOutcome(spec.name, saved.record.status, saved.folder, saved.metrics)
     else:
         # A RegexpError here (data that cannot be loaded, a run folder of another config) concerns
         # every trial: it stops the tuning in one line, this trial left to be resumed.
