@@ -303,14 +303,19 @@ HOLD_CLAIM = (
 )
 
 
+def new_study(tmp_path: Path, trials: int):
+    """(results root, target, study) of a fresh one-config study "none" of `trials` trials, nothing trained."""
+    root = tmp_path / "results"
+    root.mkdir()
+    [spec] = load_runs(write_config(tmp_path, "none", tuned(TINY5, LR, trials)))
+    target = tune.Target(spec)
+    return root, target, tune.open_study(target, root)
+
+
 def test_a_trial_claimed_by_a_live_process_is_left_to_it_and_resumed_once_that_process_is_gone(tmp_path):
     """The choice of the next trial (no training): two processes never take one trial, and a
     RUNNING trial whose claimer died is taken up again instead of asking a new one."""
-    root = tmp_path / "results"
-    root.mkdir()
-    [spec] = load_runs(write_config(tmp_path, "none", tuned(TINY5, LR, 2)))
-    target = tune.Target(spec)
-    study = tune.open_study(target, root)
+    root, target, study = new_study(tmp_path, trials=2)
     first = study.ask()  # trial 0: RUNNING, as a process left it that asked it
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_CLAIM, str(root), "none__trial-0000"], stdout=subprocess.PIPE, text=True
@@ -340,11 +345,7 @@ def test_a_trial_finished_between_listing_and_claiming_is_not_taken_up_again(tmp
 
     from regexp.results import locks
 
-    root = tmp_path / "results"
-    root.mkdir()
-    [spec] = load_runs(write_config(tmp_path, "none", tuned(TINY5, LR, 2)))
-    target = tune.Target(spec)
-    study = tune.open_study(target, root)
+    root, target, study = new_study(tmp_path, trials=2)
     other = load_study(root, "none")  # the other worker's view of the study
     asked = other.ask()
     real_acquire = locks.RunLock.acquire
@@ -468,11 +469,7 @@ def test_a_resumed_trial_whose_run_had_ended_is_told_from_its_run_folder_without
 
     from regexp.results import history_csv, write_record
 
-    root = tmp_path / "results"
-    root.mkdir()
-    [spec] = load_runs(write_config(tmp_path, "none", tuned(TINY5, LR, 1)))
-    target = tune.Target(spec)
-    study = tune.open_study(target, root)
+    root, target, study = new_study(tmp_path, trials=1)
     claimed = tune.next_trial(study, target, root)
     run = tune.trial_spec(target, claimed.trial.number, tune.suggest(claimed.trial, target))
     folder = root / run.name  # the run ended; its process died before it told the study
